@@ -1,0 +1,55 @@
+"""`hwlab …`: thin commands over the library; each one is a function in a notebook too."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from rich.console import Console
+
+import hwlab
+from hwlab.cli import devices, profile, tables
+from hwlab.errors import HwlabError
+
+DESCRIPTION = """\
+hwlab measures what a CNN costs on a specific device.
+
+  hwlab devices                      list the device inventory (devices/*.yaml)
+  hwlab doctor --device local        what the device is: CPU, clusters, governor, thermal, runtimes
+  hwlab spaces                       the operator spaces that can be profiled
+  hwlab profile --device local       measure a space's operators into a lookup table (resumable)
+  hwlab tables list | show ID        read the lookup tables
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"hwlab {hwlab.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    devices.register(sub)
+    profile.register(sub)
+    tables.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    warnings.showwarning = lambda msg, cat, *_a, **_k: err.print(f"[yellow]warning:[/] {msg}")
+    try:
+        return int(args.handler(args) or 0)
+    except HwlabError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            err.print(f"  [bold]fix:[/] {exc.hint}")
+        return 1
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: every finished row is kept; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""`hwlab devices` and `hwlab doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hwlab.deploy import Deployer
+from hwlab.inventory import get_device, inventory_dir, load_inventory
+from hwlab.transport import connect
+
+
+def add_inventory_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inventory", metavar="DIR", help="device inventory folder (default: $HWLAB_DEVICES, else ./devices)"
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "devices", help="list the device inventory", description="List the devices of the inventory."
+    )
+    add_inventory_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(handler=cmd_devices)
+
+    p = sub.add_parser(
+        "doctor",
+        help="describe a device: CPU, clusters, governor, thermal, memory, runtimes",
+        description="Run the device-side runner's `facts` on a device and print what the device is.",
+    )
+    p.add_argument("--device", default="local", help="device name from the inventory (default: local)")
+    add_inventory_arg(p)
+    p.add_argument("--json", action="store_true", help="print the raw facts as JSON")
+    p.set_defaults(handler=cmd_doctor)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    devices = load_inventory(args.inventory)
+    if args.json:
+        print(
+            json.dumps(
+                [{**d.__dict__, "address": d.address} for d in devices.values()], indent=2, default=list
+            )
+        )
+        return 0
+    table = Table(title=f"devices in {inventory_dir(args.inventory)}")
+    for col in ("name", "transport", "address", "soc", "runtimes", "threads", "core mask", "note"):
+        table.add_column(col)
+    for d in devices.values():
+        note = (
+            "[yellow]example: edit before use[/]"
+            if d.example
+            else ("emulated" if d.emulated else d.description)
+        )
+        table.add_row(
+            d.name,
+            d.transport,
+            d.address,
+            d.soc,
+            ",".join(d.runtimes),
+            str(d.threads),
+            ",".join(map(str, d.core_mask)) if d.core_mask else "all",
+            note,
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    device = get_device(args.device, args.inventory)
+    transport = connect(device)
+    try:
+        facts = Deployer(transport, device).facts()
+    finally:
+        transport.close()
+    if args.json:
+        print(json.dumps(facts, indent=2, sort_keys=True))
+        return 0
+    print_facts(Console(), device.name, facts)
+    return 0
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    return "[dim]unreadable[/]" if value in (None, {}, []) else f"{value}{unit}"
+
+
+def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
+    table = Table(title=f"device {name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("host", _fmt(facts.get("hostname")))
+    table.add_row("system", f"{facts.get('os')} {facts.get('kernel')}")
+    table.add_row("architecture", _fmt(facts.get("machine")))
+    table.add_row("CPU model", _fmt(facts.get("cpu_model")))
+    table.add_row("cores", f"{facts.get('cpu_count')} (online: {_ranges(facts.get('online_cpus') or [])})")
+    clusters = facts.get("clusters") or []
+    table.add_row(
+        "clusters",
+        "\n".join(
+            f"{len(c['cpus'])} × {c['max_khz'] / 1e6:.2f} GHz: CPUs {_ranges(c['cpus'])}" for c in clusters
+        )
+        or "[dim]no cpufreq in sysfs (a VM or container?)[/]",
+    )
+    governors = facts.get("governors") or {}
+    table.add_row("governor", ", ".join(sorted(set(governors.values()))) if governors else _fmt(None))
+    zones = facts.get("thermal_c") or {}
+    table.add_row(
+        "thermal zones",
+        "\n".join(f"{z}: {t:.1f} °C" if t is not None else f"{z}: unreadable" for z, t in zones.items())
+        or "[dim]none readable[/]",
+    )
+    total, avail = facts.get("memory_total_mib"), facts.get("memory_available_mib")
+    table.add_row("memory", f"{total} MiB total, {avail} MiB available" if total else _fmt(None))
+    table.add_row("affinity", _ranges(facts.get("affinity") or []))
+    table.add_row("python", _fmt(facts.get("python")))
+    for runtime, found in (facts.get("runtimes") or {}).items():
+        table.add_row(
+            runtime, f"{found['version']} ({found['module']})" if found else "[yellow]not installed[/]"
+        )
+    console.print(table)
+
+
+def _ranges(cpus: list[int]) -> str:
+    """[0, 1, 2, 3, 6] -> '0-3,6'."""
+    spans: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if spans and spans[-1][1] + 1 == cpu:
+            spans[-1][1] = cpu
+        else:
+            spans.append([cpu, cpu])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "-"

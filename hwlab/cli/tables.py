@@ -1,0 +1,102 @@
+"""`hwlab tables list` and `hwlab tables show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hwlab.errors import TableError
+from hwlab.tables import LookupTable, TableId, list_tables
+
+SHOW_COLUMNS = ("key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "n", "ci_rel", "temp_c", "status")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("tables", help="list and show lookup tables", description="Read the lookup tables.")
+    tsub = p.add_subparsers(dest="tables_command", metavar="ACTION", required=True)
+    ls = tsub.add_parser("list", help="every table with its size and conditions")
+    ls.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
+    ls.add_argument("--json", action="store_true", help="print JSON for scripts")
+    ls.set_defaults(handler=cmd_list)
+    show = tsub.add_parser("show", help="the rows of one table", description="Print the rows of one table.")
+    show.add_argument("table", help="DEVICE/BACKEND/NAME, e.g. local/onnxruntime/spos")
+    show.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
+    show.add_argument("--sort", default="median_ms", help="column to sort by (default: median_ms)")
+    show.add_argument("--json", action="store_true", help="print the rows as JSON")
+    show.set_defaults(handler=cmd_show)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = []
+    for tid in list_tables(args.tables):
+        table = LookupTable.at(args.tables, tid)
+        meta = table.meta()
+        fixed = meta.get("fixed", {})
+        entries.append(
+            {
+                "table": str(tid),
+                "rows": len(table),
+                "ok": len(table.keys("ok")),
+                "errors": len(table) - len(table.keys("ok")),
+                "runtime": f"{fixed.get('runtime')} {fixed.get('runtime_version')}",
+                "threads": fixed.get("threads"),
+                "core_mask": fixed.get("core_mask"),
+                "emulated": meta.get("emulated", False),
+                "updated": meta.get("updated"),
+            }
+        )
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        Console().print(f"no tables under {args.tables}: run `hwlab profile` first")
+        return 0
+    view = Table(title=f"tables in {args.tables}")
+    for col in entries[0]:
+        view.add_column(col)
+    for e in entries:
+        view.add_row(*(str(v) for v in e.values()))
+    Console().print(view)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    table = LookupTable.at(args.tables, TableId.parse(args.table))
+    meta = table.meta()
+    rows = list(table)
+    if rows and args.sort not in rows[0]:
+        raise TableError(f"no column {args.sort!r}", hint=f"sort by one of: {', '.join(rows[0])}")
+    rows.sort(key=lambda r: (r.get(args.sort) is None, r.get(args.sort) or 0))
+    if args.json:
+        print(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        return 0
+    fixed = meta.get("fixed", {})
+    title = (
+        f"{args.table}: {fixed.get('runtime')} {fixed.get('runtime_version')},"
+        f" threads {fixed.get('threads')},"
+        f" core mask {fixed.get('core_mask') or 'all'}{' [EMULATED]' if meta.get('emulated') else ''}"
+    )
+    view = Table(title=title)
+    for col in SHOW_COLUMNS:
+        view.add_column(col, justify="left" if col in ("key", "status") else "right")
+    for r in rows:
+        view.add_row(*(_cell(r, c) for c in SHOW_COLUMNS))
+    Console().print(view)
+    return 0
+
+
+def _cell(row: dict, col: str) -> str:  # type: ignore[type-arg]
+    value = row.get(col)
+    if value is None:
+        return "-"
+    if col == "ci_rel":
+        return f"±{value:.1%}"
+    if col == "status" and value != "ok":
+        return f"[red]{value}[/]: {row.get('error', '')}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,121 @@
+"""The model file formats: how a torch module is written as .onnx, .tflite or .pt2.
+
+Each writer turns (module in eval mode, example inputs) into a file at a given
+path and nothing else; caching and atomic placement live in `cache.py`. Each
+format also names its exporter's version, which is part of the cache key so that
+a converter upgrade re-exports instead of serving stale files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from hwlab.errors import BackendUnavailable
+
+ONNX_OPSET = 17
+TFLITE_HINT = "pip install 'hwlab[tflite]'"
+
+Writer = Callable[[nn.Module, tuple[torch.Tensor, ...], Path], None]
+
+
+def _input_names(inputs: tuple[torch.Tensor, ...]) -> list[str]:
+    return [f"input{i}" for i in range(len(inputs))]
+
+
+def write_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    """TorchScript-based exporter (dynamo=False): an order of magnitude faster for small ops."""
+    with warnings.catch_warnings():
+        # The legacy exporter announces its deprecation on every call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+            input_names=_input_names(inputs),
+            output_names=["output0"],
+        )
+
+
+def write_pt2(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    """torch.export program, loadable with torch.export.load."""
+    program = torch.export.export(module, inputs)
+    torch.export.save(program, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_litert() -> Iterator[None]:
+    """Turn off litert-torch's progress printing for this call, unless the user set it."""
+    name = "LITERT_TORCH_SHOW_PROGRESS"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def _litert_torch() -> ModuleType:
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the TFLite exporter litert-torch is not installed ({exc})", hint=TFLITE_HINT
+        ) from exc
+    return litert_torch
+
+
+def write_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    """litert-torch conversion to a float32 .tflite flatbuffer."""
+    litert_torch = _litert_torch()
+    with _quiet_litert(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        litert_torch.convert(module, inputs).export(str(path))
+
+
+def _package_version(package: str, hint: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError as exc:
+        raise BackendUnavailable(f"{package} is not installed", hint=hint) from exc
+
+
+@dataclass(frozen=True)
+class Format:
+    """A model file format: its suffix, its writer and its exporter's identity."""
+
+    name: str
+    suffix: str
+    write: Writer
+    exporter: Callable[[], str]
+
+
+FORMATS: dict[str, Format] = {
+    "onnx": Format("onnx", ".onnx", write_onnx, lambda: f"torch-{torch.__version__}-onnx-opset{ONNX_OPSET}"),
+    "tflite": Format(
+        "tflite",
+        ".tflite",
+        write_tflite,
+        lambda: f"torch-{torch.__version__}-litert-torch-{_package_version('litert-torch', TFLITE_HINT)}",
+    ),
+    "pt2": Format("pt2", ".pt2", write_pt2, lambda: f"torch-{torch.__version__}-export"),
+}
+
+# Runtime that runs a model -> the format it loads.
+FORMAT_FOR_RUNTIME: dict[str, str] = {"onnxruntime": "onnx", "litert": "tflite", "torch": "pt2"}

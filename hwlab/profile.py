@@ -1,0 +1,282 @@
+"""Profile a space of operators on a device into a lookup table.
+
+Plan (which keys are missing) → export (cached) → deploy (content-addressed)
+→ one runner job → each result line appended to the table as it arrives. A
+kill at any point keeps every finished row; the same call again measures only
+what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hwlab
+from hwlab.deploy import Deployer
+from hwlab.errors import BackendUnavailable, RunnerError
+from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
+from hwlab.inventory import RUNTIMES, DeviceSpec
+from hwlab.space import OpSpec
+from hwlab.tables import LookupTable, TableId
+from hwlab.tables.rows import row_from_result
+from hwlab.transport import Transport, connect
+
+# Host-side modules each export format needs.
+EXPORTER_MODULES = {"onnx": ("onnx",), "tflite": ("litert_torch",), "pt2": ()}
+PIP_PACKAGE = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert", "torch": "torch"}
+
+Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """Warm-up, stop and cooldown rules sent to the runner (see runners/PROTOCOL.md)."""
+
+    warmup_count: int = 10
+    warmup_time_s: float = 0.05
+    min_count: int = 20
+    min_time_s: float = 0.2
+    max_time_s: float = 3.0
+    ci_rel: float = 0.02
+    confidence: float = 0.95
+    max_count: int = 100_000
+    block_min_time_s: float = 0.0002
+    max_temp_c: float | None = None
+    pause_s: float = 0.0
+    cooldown_timeout_s: float = 60.0
+    seed: int = 0
+
+    def job_fields(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "warmup": {"min_count": self.warmup_count, "min_time_s": self.warmup_time_s},
+            "stop": {
+                "min_count": self.min_count,
+                "min_time_s": self.min_time_s,
+                "max_time_s": self.max_time_s,
+                "ci_rel": self.ci_rel,
+                "confidence": self.confidence,
+                "max_count": self.max_count,
+            },
+            "block_min_time_s": self.block_min_time_s,
+            "cooldown": {
+                "max_temp_c": self.max_temp_c,
+                "pause_s": self.pause_s,
+                "timeout_s": self.cooldown_timeout_s,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    device: DeviceSpec
+    backend: str
+    specs: Sequence[OpSpec]
+    space: str
+    space_params: dict[str, Any] = field(default_factory=dict)
+    table_name: str | None = None
+    tables_root: Path = Path("tables")
+    threads: int | None = None
+    core_mask: tuple[int, ...] | None = None
+    settings: MeasureSettings = MeasureSettings()
+    retry_errors: bool = False
+
+    @property
+    def table_id(self) -> TableId:
+        return TableId(self.device.name, self.backend, self.table_name or self.space)
+
+
+@dataclass
+class ProfileReport:
+    table: LookupTable
+    planned: int
+    skipped: int
+    measured: list[dict[str, Any]] = field(default_factory=list)
+    pushed: int = 0
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [r for r in self.measured if r["status"] != "ok"]
+
+    @property
+    def unstable(self) -> list[dict[str, Any]]:
+        return [r for r in self.measured if r.get("unstable")]
+
+
+def host_can_export(backend: str) -> bool:
+    fmt = FORMAT_FOR_RUNTIME[backend]
+    return all(importlib.util.find_spec(m) is not None for m in EXPORTER_MODULES[fmt])
+
+
+def check_backend(backend: str, facts: dict[str, Any], device: DeviceSpec) -> None:
+    """Refuse early, with the fix, when the device or this host cannot run a backend."""
+    if backend not in RUNTIMES:
+        raise BackendUnavailable(f"unknown backend {backend!r}", hint=f"use one of {', '.join(RUNTIMES)}")
+    if runtime_version(facts, backend) is None:
+        raise BackendUnavailable(
+            f"{backend} is not installed on device {device.name!r}",
+            hint=f"install it there: pip install {PIP_PACKAGE[backend]}",
+        )
+    if not host_can_export(backend):
+        raise BackendUnavailable(
+            f"this host cannot export models for {backend}", hint="pip install 'hwlab[tflite]' (litert-torch)"
+        )
+
+
+def runtime_version(facts: dict[str, Any], backend: str) -> str | None:
+    """The runtime's version as the device reports it, None when it is not importable there."""
+    found = (facts.get("runtimes") or {}).get(backend)
+    return found.get("version") if found else None
+
+
+def available_backends(facts: dict[str, Any], device: DeviceSpec) -> list[str]:
+    """Backends both the device has and this host can export for, in the inventory's order."""
+    usable = []
+    for backend in device.runtimes:
+        try:
+            check_backend(backend, facts, device)
+        except BackendUnavailable:
+            continue
+        usable.append(backend)
+    return usable
+
+
+def _table_meta(request: ProfileRequest, facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "device": request.device.name,
+        "emulated": request.device.emulated,
+        "backend": request.backend,
+        "space": {"name": request.space, **request.space_params},
+        "device_facts": facts,
+        "hwlab_version": hwlab.__version__,
+        "host_exporters": _exporter_versions(),
+        "settings": asdict(request.settings),
+    }
+
+
+def _exporter_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for pkg in ("torch", "onnx", "litert-torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def profile(
+    request: ProfileRequest, progress: Progress | None = None, transport: Transport | None = None
+) -> ProfileReport:
+    """Measure every op of the request that the table does not hold yet."""
+    device = request.device
+    report_progress = progress or (lambda *_: None)
+    own_transport = transport is None
+    transport = transport or connect(device)
+    try:
+        deployer = Deployer(transport, device)
+        facts = deployer.facts()
+        check_backend(request.backend, facts, device)
+        threads = request.threads or device.threads
+        core_mask = request.core_mask if request.core_mask is not None else device.core_mask
+        fixed = {
+            "device": device.name,
+            "runtime": request.backend,
+            "runtime_version": runtime_version(facts, request.backend),
+            "threads": threads,
+            "core_mask": list(core_mask) if core_mask else None,
+        }
+        table = LookupTable.at(request.tables_root, request.table_id)
+        table.open_for_append(fixed, _table_meta(request, facts))
+
+        by_key = {spec.key: spec for spec in request.specs}
+        done = table.keys() if not request.retry_errors else table.keys("ok")
+        if request.retry_errors:
+            table.drop(table.keys() - done)
+        todo = [spec for key, spec in by_key.items() if key not in done]
+        report = ProfileReport(table=table, planned=len(by_key), skipped=len(by_key) - len(todo))
+        if not todo:
+            return report
+
+        fmt = FORMAT_FOR_RUNTIME[request.backend]
+        models = []
+        for i, spec in enumerate(todo):
+            report_progress("export", i, len(todo), spec.key)
+            exported = export_spec(spec, fmt)
+            models.append(
+                {
+                    "key": spec.key,
+                    "path": deployer.model(exported.path, exported.sha256),
+                    "inputs": [{"shape": list(s), "dtype": "float32"} for s in exported.input_shapes],
+                }
+            )
+        report_progress("export", len(todo), len(todo), "")
+
+        job = {
+            "protocol": 1,
+            "runtime": request.backend,
+            "threads": threads,
+            "core_mask": list(core_mask) if core_mask else None,
+            **request.settings.job_fields(),
+            "models": models,
+        }
+        _run_job(deployer, job, by_key, table, report, request, report_progress)
+        report.pushed = len(deployer.pushed)
+        return report
+    finally:
+        if own_transport:
+            transport.close()
+
+
+def _run_job(
+    deployer: Deployer,
+    job: dict[str, Any],
+    by_key: dict[str, OpSpec],
+    table: LookupTable,
+    report: ProfileReport,
+    request: ProfileRequest,
+    progress: Progress,
+) -> None:
+    total = len(job["models"])
+    job_path = deployer.job(job)
+    argv, env = deployer.runner_command("run", job_path)
+    s = request.settings
+    # The slowest legitimate silence: cooldown, then loading and timing one model.
+    line_timeout = s.cooldown_timeout_s + s.pause_s + 2 * s.max_time_s + 300.0
+    stream = deployer.transport.stream(argv, line_timeout=line_timeout, env=env)
+    progress("measure", 0, total, job["models"][0]["key"])
+    try:
+        for line in stream:
+            try:
+                result = json.loads(line)
+            except ValueError:
+                raise RunnerError(f"the runner printed a line that is not JSON: {line[:200]!r}") from None
+            spec = by_key.get(result.get("key", ""))
+            if spec is None:
+                raise RunnerError(f"the runner returned a result for an unknown key {result.get('key')!r}")
+            row, samples = row_from_result(
+                result,
+                spec,
+                device=request.device.name,
+                backend=request.backend,
+                emulated=request.device.emulated,
+            )
+            table.append(row, samples)
+            report.measured.append(row)
+            done = len(report.measured)
+            progress("measure", done, total, job["models"][done]["key"] if done < total else "")
+    finally:
+        if len(report.measured) < total:
+            stream.kill()
+    result = stream.result
+    if result.rc != 0 or len(report.measured) < total:
+        raise RunnerError(
+            f"the runner stopped after {len(report.measured)} of {total} models (exit {result.rc}):"
+            f" {result.stderr.strip()[-800:]}",
+            hint="finished rows are kept; rerun the same command to measure the rest",
+        )

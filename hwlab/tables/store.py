@@ -1,0 +1,262 @@
+"""Lookup tables on disk: append-only JSON lines that survive a kill at any moment.
+
+A table is a folder ``tables/<device>/<backend>/<name>/`` holding
+
+* ``ops.jsonl``     one row per op (``pandas.read_json(path, lines=True)`` reads it in one call),
+* ``samples.jsonl`` the raw samples of each row, by key,
+* ``meta.json``     runtime versions, device facts, the fixed measurement conditions.
+
+Each row is one ``write`` of a whole line followed by ``fsync``, so a kill
+leaves every finished row intact; at worst the last line is cut short, which
+reading tolerates with a warning and the next writer repairs (the cut bytes are
+kept aside, never silently dropped). ``meta.json`` is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwlab.errors import MissingKeyError, TableError, TableMismatch
+
+FORMAT_VERSION = 1
+ROWS = "ops.jsonl"
+SAMPLES = "samples.jsonl"
+META = "meta.json"
+
+
+class CorruptTailWarning(UserWarning):
+    """The last line of a table file was cut short (a kill mid-write)."""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON: readers see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Parsed lines and the byte length of the intact prefix (the rest is a cut-off tail)."""
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    good = 0
+    for raw in data.splitlines(keepends=True):
+        try:
+            if not raw.endswith(b"\n"):
+                raise ValueError("no line end")
+            rows.append(json.loads(raw))
+        except ValueError:
+            if good + len(raw) < len(data):  # damage before the last line is not a cut-off tail
+                raise TableError(
+                    f"{path} is damaged at byte {good} (not just a cut-off last line)",
+                    hint="restore it from a backup or move it aside and profile again",
+                ) from None
+            warnings.warn(
+                f"{path}: the last line is cut short ({len(raw)} bytes, a profile killed mid-write);"
+                " ignoring it",
+                CorruptTailWarning,
+                stacklevel=3,
+            )
+            break
+        good += len(raw)
+    return rows, good
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _repair_tail(path: Path, good: int) -> None:
+    """Move a cut-off last line aside so the next append starts on a fresh line."""
+    size = path.stat().st_size if path.exists() else 0
+    if size <= good:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(good)
+        tail = fh.read()
+    aside = path.with_name(f"{path.name}.cut-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside.write_bytes(tail)
+    with open(path, "r+b") as fh:
+        fh.truncate(good)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@dataclass(frozen=True)
+class TableId:
+    """Which table: a device, a backend and a table name (the space by default)."""
+
+    device: str
+    backend: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.device}/{self.backend}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> TableId:
+        parts = text.strip("/").split("/")
+        if len(parts) != 3 or not all(parts):
+            raise TableError(
+                f"{text!r} is not a table name", hint="write DEVICE/BACKEND/NAME, e.g. local/onnxruntime/spos"
+            )
+        return cls(*parts)
+
+
+class LookupTable:
+    """One table folder: read rows, append rows, look up an op by key."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._rows: dict[str, dict[str, Any]] | None = None
+        self._samples: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def at(cls, root: Path, table: TableId) -> LookupTable:
+        return cls(Path(root) / table.device / table.backend / table.name)
+
+    @property
+    def exists(self) -> bool:
+        return (self.folder / META).exists()
+
+    # -- metadata ---------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / META).read_text())
+        except FileNotFoundError:
+            raise TableError(
+                f"no table at {self.folder}", hint="run `hwlab profile` first, or `hwlab tables list`"
+            ) from None
+        except ValueError as err:
+            raise TableError(
+                f"{self.folder / META} is not valid JSON ({err})", hint="restore it or profile again"
+            ) from None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.folder / META, {**meta, "format": FORMAT_VERSION})
+
+    def open_for_append(self, fixed: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Create the table, or check that a resumed one was measured under the same fixed conditions.
+
+        Rows measured with other threads, core mask or runtime version must not
+        be mixed (pyperf refuses to merge runs whose fixed metadata differ).
+        """
+        if self.exists:
+            old = self.meta().get("fixed", {})
+            diff = {k: (old.get(k), v) for k, v in fixed.items() if old.get(k) != v}
+            if diff:
+                detail = ", ".join(f"{k}: table has {a!r}, now {b!r}" for k, (a, b) in diff.items())
+                raise TableMismatch(
+                    f"table {self.folder} was measured under other conditions ({detail})",
+                    hint="use the table's settings to resume it, or write a new table with --table NAME",
+                )
+            meta = {**self.meta(), **meta, "fixed": fixed}
+        else:
+            meta = {**meta, "fixed": fixed, "created": _now()}
+        for name in (ROWS, SAMPLES):
+            _, good = _read_lines(self.folder / name)
+            _repair_tail(self.folder / name, good)
+        self.write_meta({**meta, "updated": _now()})
+
+    # -- rows -----------------------------------------------------------------
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Rows by key; a key measured twice (a retry) keeps its latest row."""
+        if self._rows is None:
+            lines, _ = _read_lines(self.folder / ROWS)
+            self._rows = {row["key"]: row for row in lines}
+        return self._rows
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows().values())
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+    def keys(self, status: str | None = None) -> set[str]:
+        return {k for k, r in self.rows().items() if status is None or r.get("status") == status}
+
+    def append(self, row: dict[str, Any], samples: dict[str, Any] | None = None) -> None:
+        """Persist one measured row (and its raw samples first, so a row never lacks them)."""
+        if samples is not None:
+            _append_line(self.folder / SAMPLES, {"key": row["key"], **samples})
+        _append_line(self.folder / ROWS, row)
+        if self._rows is not None:
+            self._rows[row["key"]] = row
+        if self._samples is not None and samples is not None:
+            self._samples[row["key"]] = {"key": row["key"], **samples}
+
+    def drop(self, keys: set[str]) -> None:
+        """Rewrite the table without these rows (atomically), e.g. failed ops about to be retried."""
+        kept = [r for r in _read_lines(self.folder / ROWS)[0] if r["key"] not in keys]
+        tmp = self.folder / f".{ROWS}.tmp"
+        with open(tmp, "w") as fh:
+            fh.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.folder / ROWS)
+        self._rows = None
+
+    def samples(self, key: str) -> dict[str, Any]:
+        """The raw samples stored for an op (read on first use: they are the bulky part)."""
+        if self._samples is None:
+            self._samples = {line["key"]: line for line in _read_lines(self.folder / SAMPLES)[0]}
+        if key not in self._samples:
+            raise MissingKeyError(f"no raw samples for {key!r} in {self.folder}", hint="profile it again")
+        return self._samples[key]
+
+    def lookup(self, key: str) -> dict[str, Any]:
+        """The row of an op; a key the table lacks is an error that names it, never a silent 0."""
+        row = self.rows().get(key)
+        if row is None:
+            raise MissingKeyError(
+                f"op {key!r} is not in table {self.folder}",
+                hint="profile the space that contains it (`hwlab profile ... --space NAME`)",
+            )
+        if row.get("status") != "ok":
+            raise MissingKeyError(
+                f"op {key!r} failed when profiled: {row.get('error')}",
+                hint="fix and rerun with --retry-errors",
+            )
+        return row
+
+    def latency_ms(self, key: str) -> float:
+        return float(self.lookup(key)["median_ms"])
+
+    def dataframe(self):  # type: ignore[no-untyped-def]
+        """The rows as a pandas DataFrame (imported here: pandas is slow to import)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows().values()))
+
+
+def list_tables(root: Path) -> list[TableId]:
+    root = Path(root)
+    found = []
+    for meta in sorted(root.glob(f"*/*/*/{META}")):
+        rel = meta.parent.relative_to(root).parts
+        found.append(TableId(*rel))
+    return found
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

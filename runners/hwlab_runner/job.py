@@ -1,0 +1,271 @@
+"""The job file: parsed and validated before anything is measured.
+
+A bad job fails at once with the field named (exit code 2), not halfway
+through a long run. Unknown top-level and per-model keys are ignored so a newer
+host can add fields; unknown keys inside ``warmup``/``stop``/``cooldown`` are
+rejected because there they are typos of a rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from . import PROTOCOL_VERSION
+from .backends import BACKENDS
+from .timing import StopRule, Warmup
+
+DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
+DEFAULT_BLOCK_MIN_TIME_S = 0.0002
+
+
+class JobError(ValueError):
+    """The job file is unreadable or a field is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shape and dtype of one model input; the runner fills it with seeded random data."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to measure; ``path`` is as written in the job."""
+
+    key: str
+    path: str
+    inputs: tuple[InputSpec, ...]
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """Before each model: wait until the hottest zone is below ``max_temp_c``, then pause."""
+
+    max_temp_c: float | None = None
+    pause_s: float = 0.0
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job; defaults are the protocol's defaults for omitted fields."""
+
+    runtime: str
+    models: tuple[ModelSpec, ...]
+    threads: int = 1
+    core_mask: tuple[int, ...] | None = None
+    seed: int = 0
+    warmup: Warmup = Warmup()
+    stop: StopRule = StopRule()
+    block_min_time_s: float = DEFAULT_BLOCK_MIN_TIME_S
+    cooldown: Cooldown = Cooldown()
+    base_dir: str = "."
+    protocol: int = PROTOCOL_VERSION
+
+    def model_path(self, model: ModelSpec) -> str:
+        """The model's file: relative paths are relative to the job file's folder."""
+        return model.path if os.path.isabs(model.path) else os.path.join(self.base_dir, model.path)
+
+
+def _fail(where: str, problem: str) -> JobError:
+    return JobError(f"job field '{where}': {problem}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float))) and not isinstance(value, bool)
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise _fail(where, f"expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _number(value: Any, where: str, minimum: float = 0.0, strict: bool = False) -> float:
+    bad = not _is_number(value) or value != value or (value <= minimum if strict else value < minimum)
+    if bad:
+        bound = ">" if strict else ">="
+        raise _fail(where, f"expected a number {bound} {minimum}, got {value!r}")
+    return float(value)
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise _fail(f"{where}{key}", "missing")
+    return data[key]
+
+
+def _rule(cls: type, value: Any, where: str, checks: dict[str, Any]) -> Any:
+    """Build a rule dataclass from a partial object: missing keys keep their defaults."""
+    data = _mapping(value, where)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise _fail(f"{where}.{unknown[0]}", f"unknown key (expected one of {', '.join(sorted(known))})")
+    return cls(**{k: checks[k](v, f"{where}.{k}") for k, v in data.items()})
+
+
+def _optional(check: Any) -> Any:
+    return lambda v, where: None if v is None else check(v, where)
+
+
+_WARMUP_CHECKS = {
+    "min_count": lambda v, w: _int(v, w, 0),
+    "min_time_s": lambda v, w: _number(v, w),
+}
+_STOP_CHECKS = {
+    "min_count": lambda v, w: _int(v, w, 1),
+    "min_time_s": lambda v, w: _number(v, w),
+    "max_time_s": lambda v, w: _number(v, w, strict=True),
+    "ci_rel": _optional(lambda v, w: _number(v, w)),
+    "confidence": lambda v, w: _confidence(v, w),
+    "max_count": lambda v, w: _int(v, w, 1),
+}
+_COOLDOWN_CHECKS = {
+    "max_temp_c": _optional(lambda v, w: _number(v, w, minimum=-273.15)),
+    "pause_s": lambda v, w: _number(v, w),
+    "timeout_s": lambda v, w: _number(v, w),
+}
+
+
+def _confidence(value: Any, where: str) -> float:
+    if not _is_number(value) or not 0.0 < value < 1.0:
+        raise _fail(where, f"expected a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+def _inputs(value: Any, where: str) -> tuple[InputSpec, ...]:
+    if not isinstance(value, list):
+        raise _fail(where, "expected a list of {shape, dtype} objects")
+    specs = []
+    for i, item in enumerate(value):
+        here = f"{where}[{i}]"
+        item = _mapping(item, here)
+        shape = _require(item, "shape", here + ".")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape):
+            raise _fail(f"{here}.shape", f"expected a list of positive integers, got {shape!r}")
+        dtype = _require(item, "dtype", here + ".")
+        if dtype not in DTYPES:
+            raise _fail(f"{here}.dtype", f"expected one of {', '.join(DTYPES)}, got {dtype!r}")
+        specs.append(InputSpec(shape=tuple(shape), dtype=dtype))
+    return tuple(specs)
+
+
+def _models(value: Any) -> tuple[ModelSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail("models", "expected a non-empty list of models")
+    models = []
+    for i, item in enumerate(value):
+        here = f"models[{i}]"
+        item = _mapping(item, here)
+        key = _require(item, "key", here + ".")
+        path = _require(item, "path", here + ".")
+        for name, text in (("key", key), ("path", path)):
+            if not isinstance(text, str) or not text:
+                raise _fail(f"{here}.{name}", f"expected a non-empty string, got {text!r}")
+        models.append(
+            ModelSpec(
+                key=key, path=path, inputs=_inputs(_require(item, "inputs", here + "."), f"{here}.inputs")
+            )
+        )
+    return tuple(models)
+
+
+def _core_mask(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(_is_int(c) and c >= 0 for c in value):
+        raise _fail("core_mask", f"expected null or a non-empty list of CPU ids, got {value!r}")
+    return tuple(sorted(set(value)))
+
+
+def parse_job(data: Any, base_dir: str = ".") -> Job:
+    """Validate a decoded job object; raise :class:`JobError` naming the first bad field."""
+    data = _mapping(data, "(job)")
+    protocol = _require(data, "protocol", "")
+    if not _is_int(protocol) or protocol < 1:
+        raise _fail("protocol", f"expected a positive integer, got {protocol!r}")
+    if protocol != PROTOCOL_VERSION:
+        raise _fail(
+            "protocol",
+            f"this runner speaks protocol {PROTOCOL_VERSION}, the job is protocol {protocol}: "
+            "copy the runner that matches the host to the device",
+        )
+    runtime = _require(data, "runtime", "")
+    if runtime not in BACKENDS:
+        raise _fail("runtime", f"unknown runtime {runtime!r}: expected one of {', '.join(sorted(BACKENDS))}")
+    return Job(
+        protocol=protocol,
+        runtime=runtime,
+        models=_models(_require(data, "models", "")),
+        threads=_int(data.get("threads", 1), "threads", 1),
+        core_mask=_core_mask(data.get("core_mask")),
+        seed=_int(data.get("seed", 0), "seed", 0),
+        warmup=_rule(Warmup, data.get("warmup", {}), "warmup", _WARMUP_CHECKS),
+        stop=_rule(StopRule, data.get("stop", {}), "stop", _STOP_CHECKS),
+        block_min_time_s=_number(data.get("block_min_time_s", DEFAULT_BLOCK_MIN_TIME_S), "block_min_time_s"),
+        cooldown=_rule(Cooldown, data.get("cooldown", {}), "cooldown", _COOLDOWN_CHECKS),
+        base_dir=base_dir,
+    )
+
+
+def load_job(path: str) -> Job:
+    """Read and validate a job file; relative model paths resolve against its folder."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise JobError(f"cannot read job file {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise JobError(f"job file {path} is not valid JSON: {e}") from None
+    return parse_job(data, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The job as the protocol writes it (for hosts that build jobs from these classes)."""
+    return {
+        "protocol": job.protocol,
+        "runtime": job.runtime,
+        "threads": job.threads,
+        "core_mask": list(job.core_mask) if job.core_mask is not None else None,
+        "seed": job.seed,
+        "warmup": {f.name: getattr(job.warmup, f.name) for f in fields(Warmup)},
+        "stop": {f.name: getattr(job.stop, f.name) for f in fields(StopRule)},
+        "block_min_time_s": job.block_min_time_s,
+        "cooldown": {f.name: getattr(job.cooldown, f.name) for f in fields(Cooldown)},
+        "models": [
+            {
+                "key": m.key,
+                "path": m.path,
+                "inputs": [{"shape": list(i.shape), "dtype": i.dtype} for i in m.inputs],
+            }
+            for m in job.models
+        ],
+    }
+
+
+__all__ = [
+    "Cooldown",
+    "InputSpec",
+    "Job",
+    "JobError",
+    "ModelSpec",
+    "job_to_json",
+    "load_job",
+    "parse_job",
+]

@@ -1,0 +1,224 @@
+"""The CLI end to end on the local device, with every runtime installed here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hwlab.cli import main
+from hwlab.export import FORMAT_FOR_RUNTIME
+from hwlab.profile import host_can_export
+from hwlab.space import get_space
+from hwlab.tables import LookupTable, TableId
+
+FAST = ["--min-time", "0.01", "--max-time", "0.2", "--min-count", "5"]
+RUNTIME_MODULE = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "torch": "torch"}
+
+
+def installed(backend: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(RUNTIME_MODULE[backend]) is not None and host_can_export(backend)
+
+
+BACKENDS = [
+    pytest.param(
+        b, marks=pytest.mark.skipif(not installed(b), reason=f"{b} or its exporter is not installed")
+    )
+    for b in FORMAT_FOR_RUNTIME
+]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+
+
+def test_devices_lists_the_inventory(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_cli(capsys, "devices", "--json")
+    assert rc == 0
+    names = {d["name"]: d for d in json.loads(out)}
+    assert {"local", "rk3399", "pixel", "jetson"} <= set(names)
+    assert names["rk3399"]["example"] is True
+    rc, out, _ = run_cli(capsys, "devices")
+    assert rc == 0 and "example: edit before use" in out and "rk3399" in out
+
+
+def test_doctor_describes_the_local_device(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_cli(capsys, "doctor", "--device", "local", "--json")
+    facts = json.loads(out)
+    assert rc == 0
+    assert facts["cpu_count"] == os.cpu_count()
+    assert facts["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert facts["runtimes"]["onnxruntime"]["version"]
+    rc, out, _ = run_cli(capsys, "doctor", "--device", "local")
+    for label in ("CPU model", "clusters", "governor", "thermal zones", "memory", "python", "onnxruntime"):
+        assert label in out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_profile_every_backend_then_resume(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
+) -> None:
+    args = [
+        "profile",
+        "--device",
+        "local",
+        "--backend",
+        backend,
+        "--space",
+        "generic",
+        "--count",
+        "3",
+        "--seed",
+        "5",
+    ]
+    args += [*FAST, "--tables", str(tmp_path / "t"), "--json"]
+    rc, out, _ = run_cli(capsys, *args)
+    (report,) = json.loads(out)
+    assert rc == 0, out
+    assert report["measured"] == 3 and report["skipped"] == 0 and report["errors"] == []
+    frame = pd.read_json(Path(report["table"]) / "ops.jsonl", lines=True)
+    assert set(frame["key"]) == {s.key for s in get_space("generic", count=3, seed=5)}
+    assert (frame["status"] == "ok").all() and (frame["median_ms"] > 0).all()
+    assert (frame["runtime"] == backend).all() and (frame["threads"] == 1).all()
+    assert (frame["device"] == "local").all() and not frame["emulated"].any()
+    rc, out, _ = run_cli(capsys, *args)
+    (again,) = json.loads(out)
+    assert rc == 0 and again["measured"] == 0 and again["skipped"] == 3
+
+
+def test_profile_spos_human_output_and_tables_commands(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tables = str(tmp_path / "t")
+    rc, out, err = run_cli(
+        capsys,
+        "profile",
+        "--backend",
+        "onnxruntime",
+        "--space",
+        "spos",
+        "--input-size",
+        "32",
+        *FAST,
+        "--tables",
+        tables,
+    )
+    assert rc == 0, err
+    n = len(get_space("spos", input_size=32))
+    assert "profile summary" in out and f"{n}" in out and "pandas.read_json" in out
+    rc, out, _ = run_cli(capsys, "tables", "list", "--tables", tables, "--json")
+    (entry,) = json.loads(out)
+    assert entry["table"] == "local/onnxruntime/spos" and entry["rows"] == n and entry["errors"] == 0
+    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables", tables, "--json")
+    shown = json.loads(out)
+    assert len(shown["rows"]) == n
+    medians = [r["median_ms"] for r in shown["rows"]]
+    assert medians == sorted(medians)
+    assert shown["meta"]["fixed"]["runtime"] == "onnxruntime"
+    assert shown["meta"]["device_facts"]["cpu_count"] == os.cpu_count()
+    assert shown["meta"]["space"] == {"name": "spos", "input_size": 32}
+    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables", tables)
+    assert rc == 0 and "spos_shufflenet" in out
+
+
+def test_bad_requests_fail_with_a_fix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, _, err = run_cli(capsys, "profile", "--backend", "tensorrt", "--tables", str(tmp_path))
+    assert rc == 1 and "unknown backend 'tensorrt'" in err and "fix:" in err
+    rc, _, err = run_cli(capsys, "profile", "--space", "nope", "--tables", str(tmp_path))
+    assert rc == 1 and "unknown space 'nope'" in err
+    rc, _, err = run_cli(
+        capsys, "profile", "--space", "generic", "--input-size", "32", "--tables", str(tmp_path)
+    )
+    assert rc == 1 and "input_size" in err
+    rc, _, err = run_cli(capsys, "profile", "--device", "rk3399", "--tables", str(tmp_path))
+    assert rc == 1 and "is an example inventory" in err
+    rc, _, err = run_cli(capsys, "tables", "show", "local/x", "--tables", str(tmp_path))
+    assert rc == 1 and "is not a table name" in err
+
+
+def test_changed_conditions_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    base = [
+        "profile",
+        "--backend",
+        "onnxruntime",
+        "--space",
+        "generic",
+        "--count",
+        "1",
+        *FAST,
+        "--tables",
+        str(tmp_path),
+    ]
+    assert run_cli(capsys, *base)[0] == 0
+    rc, _, err = run_cli(capsys, *base, "--threads", "2")
+    assert rc == 1 and "threads: table has 1, now 2" in err and "--table NAME" in err
+    assert run_cli(capsys, *base, "--threads", "2", "--table", "generic-2t")[0] == 0
+
+
+def test_emulated_device_is_labelled_in_every_row(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "qemu.yaml").write_text("name: qemu\ntransport: local\nemulated: true\n")
+    rc, _, err = run_cli(
+        capsys, "profile", "--device", "qemu", "--inventory", str(inv), "--backend", "onnxruntime",
+        "--space", "generic", "--count", "2", *FAST, "--tables", str(tmp_path / "t"),
+    )  # fmt: skip
+    assert rc == 0, err
+    rows = list(LookupTable.at(tmp_path / "t", TableId("qemu", "onnxruntime", "generic")))
+    assert len(rows) == 2 and all(r["emulated"] is True for r in rows)
+
+
+def test_killed_profile_keeps_rows_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a profile: finished rows stay, the rerun measures only the rest."""
+    tables = tmp_path / "t"
+    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--backend", "onnxruntime", "--space", "generic"]
+    argv += [
+        "--count",
+        "12",
+        "--seed",
+        "9",
+        "--min-time",
+        "0.3",
+        "--max-time",
+        "0.6",
+        "--tables",
+        str(tables),
+        "--json",
+    ]
+    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    rows_file = tables / "local" / "onnxruntime" / "generic" / "ops.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if rows_file.exists() and len(rows_file.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the profile ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = LookupTable(rows_file.parent).keys()
+    assert 3 <= len(kept) < 12
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (report,) = json.loads(done.stdout)
+    assert report["skipped"] == len(kept) and report["measured"] == 12 - len(kept)
+    assert LookupTable(rows_file.parent).keys() == {s.key for s in get_space("generic", count=12, seed=9)}
