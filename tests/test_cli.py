@@ -222,3 +222,15 @@ def test_killed_profile_keeps_rows_and_resumes(tmp_path: Path) -> None:
     (report,) = json.loads(done.stdout)
     assert report["skipped"] == len(kept) and report["measured"] == 12 - len(kept)
     assert LookupTable(rows_file.parent).keys() == {s.key for s in get_space("generic", count=12, seed=9)}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_core_mask_is_applied_and_recorded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, out, _ = run_cli(
+        capsys, "profile", "--backend", "onnxruntime", "--space", "generic", "--count", "2", *FAST,
+        "--core-mask", "0", "--tables", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert rc == 0
+    table = LookupTable(Path(json.loads(out)[0]["table"]))
+    assert [r["core_mask"] for r in table] == ["0", "0"]
+    assert table.meta()["fixed"]["core_mask"] == [0]

@@ -6,10 +6,9 @@ import argparse
 import sys
 import warnings
 
-from rich.console import Console
-
 import hwlab
 from hwlab.cli import devices, profile, tables
+from hwlab.cli.console import stderr_console
 from hwlab.errors import HwlabError
 
 DESCRIPTION = """\
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
+    err = stderr_console()
     warnings.showwarning = lambda msg, cat, *_a, **_k: err.print(f"[yellow]warning:[/] {msg}")
     try:
         return int(args.handler(args) or 0)

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from hwlab.cli.console import stderr_console
 from hwlab.cli.devices import add_inventory_arg
 from hwlab.deploy import Deployer
 from hwlab.errors import BackendUnavailable
@@ -160,7 +161,7 @@ def _backends(args: argparse.Namespace, device, facts: dict[str, Any]) -> list[s
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    console = Console(stderr=args.json)
+    console = stderr_console() if args.json else Console()
     device = get_device(args.device, args.inventory)
     params = space_params(args)
     specs = get_space(args.space, **params)

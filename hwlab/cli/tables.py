@@ -56,10 +56,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         Console().print(f"no tables under {args.tables}: run `hwlab profile` first")
         return 0
     view = Table(title=f"tables in {args.tables}")
-    for col in entries[0]:
-        view.add_column(col)
+    for col in ("table", "rows", "ok", "errors", "runtime", "threads", "core mask", "updated"):
+        view.add_column(col, no_wrap=True)
     for e in entries:
-        view.add_row(*(str(v) for v in e.values()))
+        mark = " [yellow](emulated)[/]" if e["emulated"] else ""
+        view.add_row(
+            f"{e['table']}{mark}",
+            str(e["rows"]),
+            str(e["ok"]),
+            f"[red]{e['errors']}[/]" if e["errors"] else "0",
+            e["runtime"],
+            str(e["threads"]),
+            ",".join(map(str, e["core_mask"])) if e["core_mask"] else "all",
+            str(e["updated"]),
+        )
     Console().print(view)
     return 0
 
@@ -98,5 +108,5 @@ def _cell(row: dict, col: str) -> str:  # type: ignore[type-arg]
     if col == "status" and value != "ok":
         return f"[red]{value}[/]: {row.get('error', '')}"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4g}"
     return str(value)

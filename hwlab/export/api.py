@@ -90,8 +90,9 @@ def _export(
     except BackendUnavailable:
         raise
     except Exception as exc:
+        notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
         raise ExportError(
-            f"exporting {name} to {fmt} failed: {type(exc).__name__}: {exc}",
+            f"exporting {name} to {fmt} failed: {type(exc).__name__}: {exc}{notes}",
             hint="check that the module runs on its example inputs and that the format supports its ops",
         ) from exc
     return ExportedModel(path, file_sha256(path), fmt, shapes, name)

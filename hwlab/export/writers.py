@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,17 +59,51 @@ def write_pt2(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -
 
 
 @contextlib.contextmanager
-def _quiet_litert() -> Iterator[None]:
-    """Turn off litert-torch's progress printing for this call, unless the user set it."""
-    name = "LITERT_TORCH_SHOW_PROGRESS"
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = "0"
+def _native_stderr_captured() -> Iterator[Path]:
+    """Send what native code writes to stderr (fd 2) into a file while converting.
+
+    litert-torch and the converter beneath it log through C++ (absl) straight to
+    fd 2, one line per model, which Python's warning filters cannot reach. The
+    text is kept in a file so an export error can show it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.NamedTemporaryFile(prefix="hwlab-export-", suffix=".log", delete=False) as log:
+        os.dup2(log.fileno(), 2)
     try:
-        yield
+        yield Path(log.name)
     finally:
-        os.environ.pop(name, None)
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _captured_tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+@contextlib.contextmanager
+def _quiet_litert() -> Iterator[None]:
+    """litert-torch without its progress printing (unless the user set it) and native log lines."""
+    name = "LITERT_TORCH_SHOW_PROGRESS"
+    preset = name in os.environ
+    os.environ.setdefault(name, "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with _native_stderr_captured() as log, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                yield
+            except Exception as exc:
+                exc.add_note(f"converter output:\n{_captured_tail(log)}")
+                raise
+            finally:
+                log.unlink(missing_ok=True)
+    finally:
+        if not preset:
+            os.environ.pop(name, None)
 
 
 def _litert_torch() -> ModuleType:
@@ -82,11 +118,8 @@ def _litert_torch() -> ModuleType:
 
 def write_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
     """litert-torch conversion to a float32 .tflite flatbuffer."""
-    litert_torch = _litert_torch()
-    with _quiet_litert(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        litert_torch.convert(module, inputs).export(str(path))
+    with _quiet_litert():
+        _litert_torch().convert(module, inputs).export(str(path))
 
 
 def _package_version(package: str, hint: str) -> str:

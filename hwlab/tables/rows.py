@@ -32,6 +32,7 @@ def row_from_result(
         "backend": backend,
         "runtime": result.get("runtime"),
         "runtime_version": result.get("runtime_version"),
+        "runtime_module": result.get("runtime_module"),
         "threads": result.get("threads"),
         "core_mask": ",".join(map(str, result["core_mask"])) if result.get("core_mask") else None,
         "temp_c": _hottest(result.get("temp_c_before")),
