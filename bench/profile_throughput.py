@@ -40,9 +40,7 @@ def per_model_processes(deployer: Deployer, models: list[dict], job_base: dict) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", type=int, default=48, help="number of generic ops (>= 40)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--backend", default="onnxruntime")
@@ -96,9 +94,7 @@ def main() -> None:
 
     n = len(specs)
     diffs = [abs(runner_medians[k] - fresh_medians[k]) / fresh_medians[k] * 100.0 for k in runner_medians]
-    worst_key = max(
-        runner_medians, key=lambda k: abs(runner_medians[k] - fresh_medians[k]) / fresh_medians[k]
-    )
+    worst_key = max(runner_medians, key=lambda k: abs(runner_medians[k] - fresh_medians[k]) / fresh_medians[k])
     print()
     print(f"ops profiled                 {n} ({args.backend}, 1 thread, generic space seed {args.seed})")
     print(f"one runner process           {one_process_s:8.1f} s  {n / one_process_s * 60:8.1f} ops/min")

@@ -112,8 +112,7 @@ class Deployer:
         done = self.transport.run(argv, timeout=timeout, env=env)
         if done.rc != 0:
             raise RunnerError(
-                f"the runner could not start on {self.device.name!r} (exit {done.rc}):"
-                f" {done.stderr.strip()[-500:]}",
+                f"the runner could not start on {self.device.name!r} (exit {done.rc}): {done.stderr.strip()[-500:]}",
                 hint=f"check that {device_python(self.device)!r} is Python >= 3.8 with numpy on the device",
             )
         try:

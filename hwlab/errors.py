@@ -41,9 +41,7 @@ class CommandTimeout(TransportError):
 class CommandFailed(TransportError):
     """A command on a device exited non-zero; keeps its output as evidence."""
 
-    def __init__(
-        self, argv: list[str], rc: int, stdout: str, stderr: str, *, hint: str | None = None
-    ) -> None:
+    def __init__(self, argv: list[str], rc: int, stdout: str, stderr: str, *, hint: str | None = None) -> None:
         self.argv = argv
         self.rc = rc
         self.stdout = stdout

@@ -47,7 +47,12 @@ def _each_in(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
-def _cpu_ids(values: list[Any]) -> str | None:
+CORE_MASK_RULES = ("big", "little", "all")
+
+
+def _cpu_ids(values: list[Any] | str) -> str | None:
+    if isinstance(values, str):
+        return None if values in CORE_MASK_RULES else f"must be a list of CPU ids or one of {CORE_MASK_RULES}"
     if not values:
         return "must list at least one CPU id (or be left out to use every core)"
     if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values):
@@ -65,20 +70,15 @@ def _port(v: int) -> str | None:
 
 SCHEMA: dict[str, Field] = {
     "name": Field(str, "device name used on the command line (--device NAME)", required=True),
-    "transport": Field(
-        str, "how hwlab reaches it: local, ssh or adb", required=True, check=_one_of(TRANSPORTS)
-    ),
+    "transport": Field(str, "how hwlab reaches it: local, ssh or adb", required=True, check=_one_of(TRANSPORTS)),
     "description": Field(str, "free text shown by `hwlab devices`", default=""),
-    "example": Field(
-        bool, "true for a template to copy and edit; such a device is never profiled", default=False
-    ),
-    "emulated": Field(
-        bool, "true when the device is an emulator; every row it produces says so", default=False
-    ),
+    "example": Field(bool, "true for a template to copy and edit; such a device is never profiled", default=False),
+    "emulated": Field(bool, "true when the device is an emulator; every row it produces says so", default=False),
     "host": Field(str, "SSH host name or address (or a Host alias of ~/.ssh/config)"),
     "port": Field(int, "SSH port", check=_port),
     "user": Field(str, "SSH user"),
     "key_file": Field(str, "SSH private key file"),
+    "known_hosts": Field(str, "known_hosts file that verifies the SSH host key (default ~/.ssh/known_hosts)"),
     "serial": Field(str, "ADB serial (USB serial or host:port)"),
     "workdir": Field(str, "folder on the device where the runner and models are placed"),
     "python": Field(str, "Python interpreter on the device that runs the runner"),
@@ -86,7 +86,11 @@ SCHEMA: dict[str, Field] = {
     "soc": Field(str, "system on chip, e.g. RK3399", default=""),
     "runtimes": Field(list, "runtimes to profile with", default=list(RUNTIMES), check=_each_in(RUNTIMES)),
     "threads": Field(int, "default intra-op threads", default=1, check=_positive),
-    "core_mask": Field(list, "CPU ids to pin the runner to (e.g. the big cores)", check=_cpu_ids),
+    "core_mask": Field(
+        (list, str), "CPU ids to pin the runner to, or big / little (derived from sysfs) / all", check=_cpu_ids
+    ),
+    "governor": Field(str, "cpufreq governor to set while measuring (e.g. performance); restored afterwards"),
+    "benchmark_model": Field(str, "path of TFLite's benchmark_model binary on the device (phones without Python)"),
     "thermal_zones": Field(list, "thermal zone types to read (default: all readable)", default=[]),
     "power_sensors": Field(list, "power sensors to sample while measuring", default=[]),
     "tags": Field(list, "free labels for selecting devices", default=[]),
@@ -109,6 +113,7 @@ class DeviceSpec:
     port: int | None = None
     user: str | None = None
     key_file: str | None = None
+    known_hosts: str | None = None
     serial: str | None = None
     workdir: str | None = None
     python: str | None = None
@@ -116,7 +121,9 @@ class DeviceSpec:
     soc: str = ""
     runtimes: tuple[str, ...] = RUNTIMES
     threads: int = 1
-    core_mask: tuple[int, ...] | None = None
+    core_mask: tuple[int, ...] | str | None = None
+    governor: str | None = None
+    benchmark_model: str | None = None
     thermal_zones: tuple[str, ...] = ()
     power_sensors: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default=())
@@ -133,9 +140,7 @@ class DeviceSpec:
         return "this host"
 
 
-LOCAL_DEFAULT = DeviceSpec(
-    name="local", transport="local", source="<built-in>", description="the host hwlab runs on"
-)
+LOCAL_DEFAULT = DeviceSpec(name="local", transport="local", source="<built-in>", description="the host hwlab runs on")
 
 
 def _validate_value(path: str, key: str, rule: Field, value: Any) -> Any:
@@ -194,7 +199,7 @@ def parse_device(data: Any, path: str) -> DeviceSpec:
         if key not in values and rule.default is not None:
             values[key] = rule.default
     for key in ("runtimes", "core_mask", "thermal_zones", "power_sensors", "tags"):
-        if values.get(key) is not None:
+        if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     return DeviceSpec(source=path, **values)
 
@@ -246,11 +251,7 @@ def get_device(name: str, directory: str | os.PathLike[str] | None = None) -> De
     devices = load_inventory(directory)
     if name not in devices:
         close = difflib.get_close_matches(name, devices, n=1)
-        hint = (
-            f"did you mean {close[0]!r}?"
-            if close
-            else "add devices/NAME.yaml (see devices/*.yaml for examples)"
-        )
+        hint = f"did you mean {close[0]!r}?" if close else "add devices/NAME.yaml (see devices/*.yaml for examples)"
         raise DeviceNotFoundError(
             f"no device named {name!r} in {inventory_dir(directory)}",
             hint=f"{hint}; known: {', '.join(devices)}",

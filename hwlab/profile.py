@@ -20,6 +20,8 @@ from hwlab.deploy import Deployer
 from hwlab.errors import BackendUnavailable, RunnerError
 from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
 from hwlab.inventory import RUNTIMES, DeviceSpec
+from hwlab.lock import device_lock
+from hwlab.prepare import place
 from hwlab.space import OpSpec
 from hwlab.tables import LookupTable, TableId
 from hwlab.tables.rows import row_from_result
@@ -81,9 +83,12 @@ class ProfileRequest:
     table_name: str | None = None
     tables_root: Path = Path("tables")
     threads: int | None = None
-    core_mask: tuple[int, ...] | None = None
+    core_mask: tuple[int, ...] | str | None = None
     settings: MeasureSettings = MeasureSettings()
     retry_errors: bool = False
+    lock_wait_s: float = 0.0
+    governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
+    power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
 
     @property
     def table_id(self) -> TableId:
@@ -171,66 +176,92 @@ def _exporter_versions() -> dict[str, str | None]:
 
 
 def profile(
-    request: ProfileRequest, progress: Progress | None = None, transport: Transport | None = None
+    request: ProfileRequest,
+    progress: Progress | None = None,
+    transport: Transport | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> ProfileReport:
-    """Measure every op of the request that the table does not hold yet."""
+    """Measure every op of the request that the table does not hold yet, holding the device's lock.
+
+    ``facts`` (the runner's report of the device) is fetched unless the caller has it already.
+    """
     device = request.device
     report_progress = progress or (lambda *_: None)
     own_transport = transport is None
-    transport = transport or connect(device)
-    try:
-        deployer = Deployer(transport, device)
-        facts = deployer.facts()
-        check_backend(request.backend, facts, device)
-        threads = request.threads or device.threads
-        core_mask = request.core_mask if request.core_mask is not None else device.core_mask
-        fixed = {
-            "device": device.name,
-            "runtime": request.backend,
-            "runtime_version": runtime_version(facts, request.backend),
-            "threads": threads,
-            "core_mask": list(core_mask) if core_mask else None,
-        }
-        table = LookupTable.at(request.tables_root, request.table_id)
-        table.open_for_append(fixed, _table_meta(request, facts))
+    with device_lock(device.name, request.lock_wait_s):
+        transport = transport or connect(device)
+        try:
+            return _profile_locked(request, transport, report_progress, facts)
+        finally:
+            if own_transport:
+                transport.close()
 
-        by_key = {spec.key: spec for spec in request.specs}
-        done = table.keys() if not request.retry_errors else table.keys("ok")
-        if request.retry_errors:
-            table.drop(table.keys() - done)
-        todo = [spec for key, spec in by_key.items() if key not in done]
-        report = ProfileReport(table=table, planned=len(by_key), skipped=len(by_key) - len(todo))
-        if not todo:
-            return report
 
-        fmt = FORMAT_FOR_RUNTIME[request.backend]
-        models = []
-        for i, spec in enumerate(todo):
-            report_progress("export", i, len(todo), spec.key)
-            exported = export_spec(spec, fmt)
-            models.append(
-                {
-                    "key": spec.key,
-                    "path": deployer.model(exported.path, exported.sha256),
-                    "inputs": [{"shape": list(s), "dtype": "float32"} for s in exported.input_shapes],
-                }
-            )
-        report_progress("export", len(todo), len(todo), "")
+def _profile_locked(
+    request: ProfileRequest, transport: Transport, progress: Progress, facts: dict[str, Any] | None
+) -> ProfileReport:
+    device = request.device
+    deployer = Deployer(transport, device)
+    facts = facts or deployer.facts()
+    check_backend(request.backend, facts, device)
+    wish = request.core_mask if request.core_mask is not None else device.core_mask
+    placement = place(wish, request.threads or device.threads, facts)
+    fixed = {
+        "device": device.name,
+        "runtime": request.backend,
+        "runtime_version": runtime_version(facts, request.backend),
+        "threads": placement.threads,
+        "core_mask": list(placement.core_mask) if placement.core_mask else None,
+    }
+    table = LookupTable.at(request.tables_root, request.table_id)
+    table.open_for_append(fixed, {**_table_meta(request, facts), "placement": list(placement.notes)})
 
-        job = {
-            "protocol": 1,
-            "runtime": request.backend,
-            "threads": threads,
-            "core_mask": list(core_mask) if core_mask else None,
-            **request.settings.job_fields(),
-            "models": models,
-        }
-        _run_job(deployer, job, by_key, table, report, request, report_progress)
-        report.pushed = len(deployer.pushed)
+    by_key = {spec.key: spec for spec in request.specs}
+    done = table.keys("ok") if request.retry_errors else table.keys()
+    if request.retry_errors:
+        table.drop(table.keys() - done)
+    todo = [spec for key, spec in by_key.items() if key not in done]
+    report = ProfileReport(table=table, planned=len(by_key), skipped=len(by_key) - len(todo))
+    if not todo:
         return report
-    finally:
-        if own_transport:
-            transport.close()
+
+    fmt = FORMAT_FOR_RUNTIME[request.backend]
+    models = []
+    for i, spec in enumerate(todo):
+        progress("export", i, len(todo), spec.key)
+        exported = export_spec(spec, fmt)
+        models.append(
+            {
+                "key": spec.key,
+                "path": deployer.model(exported.path, exported.sha256),
+                "inputs": [{"shape": list(s), "dtype": "float32"} for s in exported.input_shapes],
+            }
+        )
+    progress("export", len(todo), len(todo), "")
+    job = {
+        "protocol": 1,
+        "runtime": request.backend,
+        "threads": placement.threads,
+        "core_mask": list(placement.core_mask) if placement.core_mask else None,
+        "governor": request.governor or device.governor,
+        "power": _power_request(request.power, device),
+        **request.settings.job_fields(),
+        "models": models,
+    }
+    _run_job(deployer, job, by_key, table, report, request, progress)
+    report.pushed = len(deployer.pushed)
+    return report
+
+
+def _power_request(wish: str | None, device: DeviceSpec) -> dict[str, Any] | None:
+    """The job's power field: the inventory's sensors, or discovery, or none."""
+    if wish == "none":
+        return None
+    if wish and wish != "auto":
+        return {"sensors": [wish]}
+    if device.power_sensors:
+        return {"sensors": list(device.power_sensors)}
+    return {"sensors": "auto"}
 
 
 def _run_job(

@@ -30,9 +30,7 @@ def installed(backend: str) -> bool:
 
 
 BACKENDS = [
-    pytest.param(
-        b, marks=pytest.mark.skipif(not installed(b), reason=f"{b} or its exporter is not installed")
-    )
+    pytest.param(b, marks=pytest.mark.skipif(not installed(b), reason=f"{b} or its exporter is not installed"))
     for b in FORMAT_FOR_RUNTIME
 ]
 
@@ -61,20 +59,22 @@ def test_devices_lists_the_inventory(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_doctor_describes_the_local_device(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run_cli(capsys, "doctor", "--device", "local", "--json")
-    facts = json.loads(out)
+    report = json.loads(out)
+    facts = report["facts"]
     assert rc == 0
+    assert {"level": "ok", "what": "onnxruntime " + facts["runtimes"]["onnxruntime"]["version"], "fix": ""} in (
+        report["findings"]
+    )
     assert facts["cpu_count"] == os.cpu_count()
     assert facts["python"] == ".".join(map(str, sys.version_info[:3]))
     assert facts["runtimes"]["onnxruntime"]["version"]
     rc, out, _ = run_cli(capsys, "doctor", "--device", "local")
-    for label in ("CPU model", "clusters", "governor", "thermal zones", "memory", "python", "onnxruntime"):
+    for label in ("CPU model", "clusters", "governor", "thermal zones", "memory", "python", "onnxruntime", "ok"):
         assert label in out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_profile_every_backend_then_resume(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
-) -> None:
+def test_profile_every_backend_then_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
     args = [
         "profile",
         "--device",
@@ -103,9 +103,7 @@ def test_profile_every_backend_then_resume(
     assert rc == 0 and again["measured"] == 0 and again["skipped"] == 3
 
 
-def test_profile_spos_human_output_and_tables_commands(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_profile_spos_human_output_and_tables_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     tables = str(tmp_path / "t")
     rc, out, err = run_cli(
         capsys,
@@ -143,9 +141,7 @@ def test_bad_requests_fail_with_a_fix(capsys: pytest.CaptureFixture[str], tmp_pa
     assert rc == 1 and "unknown backend 'tensorrt'" in err and "fix:" in err
     rc, _, err = run_cli(capsys, "profile", "--space", "nope", "--tables", str(tmp_path))
     assert rc == 1 and "unknown space 'nope'" in err
-    rc, _, err = run_cli(
-        capsys, "profile", "--space", "generic", "--input-size", "32", "--tables", str(tmp_path)
-    )
+    rc, _, err = run_cli(capsys, "profile", "--space", "generic", "--input-size", "32", "--tables", str(tmp_path))
     assert rc == 1 and "input_size" in err
     rc, _, err = run_cli(capsys, "profile", "--device", "rk3399", "--tables", str(tmp_path))
     assert rc == 1 and "is an example inventory" in err
@@ -203,9 +199,7 @@ def test_killed_profile_keeps_rows_and_resumes(tmp_path: Path) -> None:
         "--json",
     ]
     env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     rows_file = tables / "local" / "onnxruntime" / "generic" / "ops.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:

@@ -72,9 +72,7 @@ def test_local_is_always_there(tmp_path: Path) -> None:
         ("name: other\ntransport: local\n", "name", "is 'other' but the file is b.yaml", "set name: b"),
     ],
 )
-def test_bad_inventory_names_file_field_and_fix(
-    tmp_path: Path, text: str, field: str, problem: str, fix: str
-) -> None:
+def test_bad_inventory_names_file_field_and_fix(tmp_path: Path, text: str, field: str, problem: str, fix: str) -> None:
     path = write(tmp_path, "b", text)
     with pytest.raises(InventoryError) as info:
         load_inventory(tmp_path)

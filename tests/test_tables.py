@@ -111,9 +111,7 @@ WRITER = textwrap.dedent(
 
 def test_killed_writer_keeps_every_finished_row(tmp_path: Path) -> None:
     table = new_table(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(table.folder)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(table.folder)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     reported = [proc.stdout.readline() for _ in range(20)]  # twenty rows confirmed written
     os.kill(proc.pid, signal.SIGKILL)

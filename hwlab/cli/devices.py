@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hwlab.deploy import Deployer
+from hwlab.doctor import diagnose
+from hwlab.errors import HwlabError
 from hwlab.inventory import get_device, inventory_dir, load_inventory
 from hwlab.transport import connect
 
@@ -22,11 +23,27 @@ def add_inventory_arg(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "devices", help="list the device inventory", description="List the devices of the inventory."
+        "devices",
+        help="list the device inventory; trust an SSH device's host key",
+        description="List the devices of the inventory (`hwlab devices`), or trust the host key of an SSH"
+        " device after checking its fingerprint (`hwlab devices trust NAME`).",
     )
     add_inventory_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(handler=cmd_devices)
+    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION")
+    trust = dsub.add_parser(
+        "trust",
+        help="add an SSH device's host key to known_hosts after showing its fingerprint",
+        description="Fetch the host key the device offers, show its SHA256 fingerprint and, once you confirm"
+        " (compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the device), append it to the"
+        " device's known_hosts file.",
+    )
+    trust.add_argument("name", help="device name from the inventory")
+    add_inventory_arg(trust)
+    trust.add_argument("--yes", action="store_true", help="do not ask: trust the key shown")
+    trust.add_argument("--fingerprint", help="trust only if the key has this fingerprint (SHA256:...)")
+    trust.set_defaults(handler=cmd_trust)
 
     p = sub.add_parser(
         "doctor",
@@ -42,21 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_devices(args: argparse.Namespace) -> int:
     devices = load_inventory(args.inventory)
     if args.json:
-        print(
-            json.dumps(
-                [{**d.__dict__, "address": d.address} for d in devices.values()], indent=2, default=list
-            )
-        )
+        print(json.dumps([{**d.__dict__, "address": d.address} for d in devices.values()], indent=2, default=list))
         return 0
     table = Table(title=f"devices in {inventory_dir(args.inventory)}")
     for col in ("name", "transport", "address", "soc", "runtimes", "threads", "core mask", "note"):
         table.add_column(col)
     for d in devices.values():
-        note = (
-            "[yellow]example: edit before use[/]"
-            if d.example
-            else ("emulated" if d.emulated else d.description)
-        )
+        note = "[yellow]example: edit before use[/]" if d.example else ("emulated" if d.emulated else d.description)
         table.add_row(
             d.name,
             d.transport,
@@ -71,18 +80,50 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from hwlab.transport import ssh_target
+    from hwlab.transport.ssh import fetch_host_key, fingerprint, known_hosts_name, trust_host_key
+
+    device = get_device(args.name, args.inventory)
+    if device.transport != "ssh":
+        raise HwlabError(
+            f"device {device.name!r} uses {device.transport}, not ssh", hint="only SSH devices have host keys"
+        )
+    target = ssh_target(device)
+    key = fetch_host_key(target)
+    shown = fingerprint(key)
+    console = Console()
+    console.print(f"{known_hosts_name(target.hostname, target.port)} offers a {key.get_name()} key: [bold]{shown}[/]")
+    if args.fingerprint and args.fingerprint != shown:
+        raise HwlabError(
+            f"the key's fingerprint is {shown}, not {args.fingerprint}: refusing to trust it",
+            hint="check that you reach the right device; its key may have been replaced",
+        )
+    if not (args.yes or args.fingerprint) and input("trust it? [y/N] ").strip().lower() not in ("y", "yes"):
+        console.print("not trusted")
+        return 1
+    trust_host_key(target, key)
+    console.print(f"added to {target.known_hosts}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     device = get_device(args.device, args.inventory)
     transport = connect(device)
     try:
-        facts = Deployer(transport, device).facts()
+        facts, findings = diagnose(device, transport)
     finally:
         transport.close()
     if args.json:
-        print(json.dumps(facts, indent=2, sort_keys=True))
-        return 0
-    print_facts(Console(), device.name, facts)
-    return 0
+        print(json.dumps({"facts": facts, "findings": [f.__dict__ for f in findings]}, indent=2, sort_keys=True))
+    else:
+        console = Console()
+        if facts is not None:
+            print_facts(console, device.name, facts)
+        style = {"ok": "green", "warn": "yellow", "missing": "bold red"}
+        for f in findings:
+            console.print(f"[{style[f.level]}]{f.level:>7}[/] {f.what}" + (f"\n         fix: {f.fix}" if f.fix else ""))
+    return 1 if any(f.level == "missing" for f in findings) else 0
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -101,9 +142,7 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     clusters = facts.get("clusters") or []
     table.add_row(
         "clusters",
-        "\n".join(
-            f"{len(c['cpus'])} × {c['max_khz'] / 1e6:.2f} GHz: CPUs {_ranges(c['cpus'])}" for c in clusters
-        )
+        "\n".join(f"{len(c['cpus'])} × {c['max_khz'] / 1e6:.2f} GHz: CPUs {_ranges(c['cpus'])}" for c in clusters)
         or "[dim]no cpufreq in sysfs (a VM or container?)[/]",
     )
     governors = facts.get("governors") or {}
@@ -119,9 +158,7 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     table.add_row("affinity", _ranges(facts.get("affinity") or []))
     table.add_row("python", _fmt(facts.get("python")))
     for runtime, found in (facts.get("runtimes") or {}).items():
-        table.add_row(
-            runtime, f"{found['version']} ({found['module']})" if found else "[yellow]not installed[/]"
-        )
+        table.add_row(runtime, f"{found['version']} ({found['module']})" if found else "[yellow]not installed[/]")
     console.print(table)
 
 

@@ -23,7 +23,7 @@ from hwlab.cli.console import stderr_console
 from hwlab.cli.devices import add_inventory_arg
 from hwlab.deploy import Deployer
 from hwlab.errors import BackendUnavailable
-from hwlab.inventory import RUNTIMES, get_device
+from hwlab.inventory import CORE_MASK_RULES, RUNTIMES, get_device
 from hwlab.profile import MeasureSettings, ProfileReport, ProfileRequest, available_backends, profile
 from hwlab.space import describe_spaces, get_space
 from hwlab.transport import connect
@@ -46,18 +46,18 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated CPU ids, e.g. 4,5 — not {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated CPU ids, e.g. 4,5 — not {text!r}") from None
+
+
+def _core_mask(text: str) -> tuple[int, ...] | str:
+    return text if text in CORE_MASK_RULES else _ints(text)
 
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, e.g. 0.6,1.0 — not {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.6,1.0 — not {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -82,17 +82,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`; default: spos)")
     g = p.add_argument_group("space parameters")
-    g.add_argument(
-        "--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)"
-    )
-    g.add_argument(
-        "--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)"
-    )
+    g.add_argument("--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)")
+    g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
     g.add_argument("--count", type=int, help="generic: number of sampled ops")
     g.add_argument("--seed", type=int, help="generic: sampling seed")
     m = p.add_argument_group("measurement")
     m.add_argument("--threads", type=int, help="intra-op threads (default: the inventory's)")
-    m.add_argument("--core-mask", type=_ints, help="CPU ids to pin to, e.g. 4,5 (default: the inventory's)")
+    m.add_argument(
+        "--core-mask",
+        type=_core_mask,
+        help="CPU ids to pin to (e.g. 4,5), or big / little (from the device's clusters) / all;"
+        " default: the inventory's",
+    )
+    m.add_argument(
+        "--governor", help="cpufreq governor while measuring, e.g. performance (restored afterwards; needs root)"
+    )
+    m.add_argument(
+        "--power", help="power sensor: auto (discover), none, or a sensor name (default: the inventory's, else auto)"
+    )
+    m.add_argument(
+        "--lock-wait", type=float, default=0.0, help="seconds to wait for a device another profile holds (default 0)"
+    )
     d = MeasureSettings()
     m.add_argument(
         "--min-time",
@@ -106,9 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=d.max_time_s,
         help=f"seconds per op at most (default {d.max_time_s})",
     )
-    m.add_argument(
-        "--min-count", type=int, default=d.min_count, help=f"samples at least (default {d.min_count})"
-    )
+    m.add_argument("--min-count", type=int, default=d.min_count, help=f"samples at least (default {d.min_count})")
     m.add_argument(
         "--ci",
         type=float,
@@ -121,9 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     o.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
     o.add_argument("--table", help="table name (default: the space name)")
     o.add_argument("--retry-errors", action="store_true", help="measure again the ops that failed before")
-    o.add_argument(
-        "--json", action="store_true", help="print a JSON report on stdout (progress goes to stderr)"
-    )
+    o.add_argument("--json", action="store_true", help="print a JSON report on stdout (progress goes to stderr)")
     p.set_defaults(handler=cmd_profile)
 
 
@@ -195,9 +201,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 core_mask=args.core_mask,
                 settings=settings,
                 retry_errors=args.retry_errors,
+                lock_wait_s=args.lock_wait,
+                governor=args.governor,
+                power=args.power,
             )
             with _progress_bar(console) as bar:
-                reports.append((backend, profile(request, PhaseBars(bar, backend), transport=transport)))
+                reports.append((backend, profile(request, PhaseBars(bar, backend), transport=transport, facts=facts)))
     finally:
         transport.close()
     if args.json:

@@ -114,9 +114,7 @@ def export_module(
     """Export any module to format `fmt`, cached by its weights, code and input shapes."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
-        raise ExportError(
-            "example_inputs must be a tensor or a sequence of tensors", hint="pass torch tensors"
-        )
+        raise ExportError("example_inputs must be a tensor or a sequence of tensors", hint="pass torch tensors")
     name = name or type(module).__name__
     source = f"module:{module_fingerprint(module)}"
     return _export(module, inputs, fmt, source, name, cache_dir)

@@ -74,9 +74,7 @@ OP_KINDS: MappingProxyType[str, OpKind] = MappingProxyType(
                 spatial="window",
             ),
             OpKind("fc", "Linear with bias on a flattened 1x1xC input", spatial="flat"),
-            OpKind(
-                "maxpool", "MaxPool2d, same padding", ("kernel", "stride"), channels="same", spatial="window"
-            ),
+            OpKind("maxpool", "MaxPool2d, same padding", ("kernel", "stride"), channels="same", spatial="window"),
             OpKind(
                 "avgpool",
                 "AvgPool2d, same padding, padding not counted",

@@ -59,9 +59,7 @@ def split_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return halves[0], halves[1]
 
 
-def conv_bn(
-    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True
-) -> list[nn.Module]:
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
     """Bias-free conv with same padding, then BN, then ReLU if asked."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),

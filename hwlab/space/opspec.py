@@ -59,13 +59,9 @@ class OpSpec:
         for name in ("input_h", "input_w", "cin", "cout", "kernel", "stride", "groups", "mid"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise SpaceError(
-                    f"{self.op} op: {name} must be an int, got {value!r}", hint=f"pass {name} as an int"
-                )
+                raise SpaceError(f"{self.op} op: {name} must be an int, got {value!r}", hint=f"pass {name} as an int")
         if not isinstance(self.act, str):
-            raise SpaceError(
-                f"{self.op} op: act must be a str, got {self.act!r}", hint="pass an activation name"
-            )
+            raise SpaceError(f"{self.op} op: act must be a str, got {self.act!r}", hint="pass an activation name")
 
     def _settle_field(self, kind: OpKind, name: str) -> None:
         """Fill a field the op fixes; reject a non-default value in a field it ignores."""
@@ -117,9 +113,7 @@ class OpSpec:
 
     def _check_channels_and_space(self, kind: OpKind) -> None:
         if kind.channels == "same" and self.cout != self.cin:
-            raise self._error(
-                f"cout={self.cout} must equal cin={self.cin}", f"{self.op} keeps the channel count"
-            )
+            raise self._error(f"cout={self.cout} must equal cin={self.cin}", f"{self.op} keeps the channel count")
         if kind.channels == "double" and self.cout != 2 * self.cin:
             raise self._error(
                 f"cout={self.cout} must be 2 * cin={2 * self.cin}", "concat joins two inputs of cin channels"

@@ -161,9 +161,7 @@ def _head_ops(config: SposConfig) -> tuple[OpSpec, list[OpSpec]]:
     return stem_op, tail
 
 
-def spos_arch_ops(
-    config: SposConfig, choices: Sequence[int], scales: Sequence[float] | None = None
-) -> list[OpSpec]:
+def spos_arch_ops(config: SposConfig, choices: Sequence[int], scales: Sequence[float] | None = None) -> list[OpSpec]:
     """Ordered ops of one architecture: stem, 20 blocks, last conv, global pool, classifier.
 
     scales default to 1.0 for every layer; each scale must be one of
@@ -176,9 +174,7 @@ def spos_arch_ops(
         )
     scales = [1.0] * SPOS_NUM_LAYERS if scales is None else list(scales)
     if len(scales) != SPOS_NUM_LAYERS:
-        raise SpaceError(
-            f"got {len(scales)} scales for {SPOS_NUM_LAYERS} layers", hint="give one scale per layer"
-        )
+        raise SpaceError(f"got {len(scales)} scales for {SPOS_NUM_LAYERS} layers", hint="give one scale per layer")
     for i, scale in enumerate(scales):
         if scale not in config.channel_scales:
             raise SpaceError(
@@ -186,9 +182,7 @@ def spos_arch_ops(
                 hint="use the config's channel scales, or build the config with this one",
             )
     stem, tail = _head_ops(config)
-    blocks = [
-        spos_block_op(layer, c, s) for layer, c, s in zip(config.layers(), choices, scales, strict=True)
-    ]
+    blocks = [spos_block_op(layer, c, s) for layer, c, s in zip(config.layers(), choices, scales, strict=True)]
     return [stem, *blocks, *tail]
 
 

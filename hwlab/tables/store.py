@@ -65,8 +65,7 @@ def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
                     hint="restore it from a backup or move it aside and profile again",
                 ) from None
             warnings.warn(
-                f"{path}: the last line is cut short ({len(raw)} bytes, a profile killed mid-write);"
-                " ignoring it",
+                f"{path}: the last line is cut short ({len(raw)} bytes, a profile killed mid-write); ignoring it",
                 CorruptTailWarning,
                 stacklevel=3,
             )

@@ -36,9 +36,7 @@ def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[
             start_new_session=True,
         )
     except FileNotFoundError as err:
-        raise TransportError(
-            f"{argv[0]!r} is not installed on this host", hint="install it or fix the path"
-        ) from err
+        raise TransportError(f"{argv[0]!r} is not installed on this host", hint="install it or fix the path") from err
 
 
 class LocalStream:
@@ -102,9 +100,7 @@ class LocalTransport:
             raise CommandTimeout(f"{argv[0]!r} ran past its {timeout:g} s deadline and was killed") from None
         return Completed(tuple(argv), proc.returncode, out, err)
 
-    def stream(
-        self, argv: Sequence[str], *, line_timeout: float, env: dict[str, str] | None = None
-    ) -> LocalStream:
+    def stream(self, argv: Sequence[str], *, line_timeout: float, env: dict[str, str] | None = None) -> LocalStream:
         return LocalStream(argv, line_timeout, env)
 
     def push(self, local: str, remote: str) -> None:
@@ -112,6 +108,9 @@ class LocalTransport:
         tmp = target.with_name(f".{target.name}.part")
         shutil.copyfile(local, tmp)
         os.replace(tmp, target)
+
+    def pull(self, remote: str, local: str) -> None:
+        self.push(remote, local)
 
     def listdir(self, remote: str) -> list[str]:
         try:

@@ -111,9 +111,7 @@ def test_killed_write_leaves_no_final_file(tmp_path: Path, monkeypatch: pytest.M
         path.write_bytes(b"half a model")
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(
-        writers.FORMATS, "onnx", dataclasses.replace(writers.FORMATS["onnx"], write=half_write)
-    )
+    monkeypatch.setitem(writers.FORMATS, "onnx", dataclasses.replace(writers.FORMATS["onnx"], write=half_write))
     with pytest.raises(KeyboardInterrupt):
         export_spec(OpSpec("bn", 7, 7, 8, 8), "onnx", tmp_path)
     assert _files(tmp_path) == []

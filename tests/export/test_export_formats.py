@@ -65,9 +65,7 @@ def test_pt2_loads_and_matches(spec: OpSpec, tmp_path: Path) -> None:
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(
-    not HAS_LITERT_TORCH, reason="litert-torch is not installed (pip install 'hwlab[tflite]')"
-)
+@pytest.mark.skipif(not HAS_LITERT_TORCH, reason="litert-torch is not installed (pip install 'hwlab[tflite]')")
 @pytest.mark.parametrize(
     "spec",
     [SPOS_BLOCKS[0], OpSpec("add", 14, 14, 16, 16), OpSpec("avgpool", 15, 15, 8, 8, kernel=3, stride=2)],
@@ -91,9 +89,7 @@ def test_tflite_runs_in_litert(spec: OpSpec, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_missing_tflite_exporter_is_backend_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_tflite_exporter_is_backend_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "litert_torch", None)  # makes `import litert_torch` fail
     with pytest.raises(BackendUnavailable) as info:
         export_spec(OpSpec("bn", 7, 7, 8, 8), "tflite", tmp_path)

@@ -24,9 +24,7 @@ def _conv_linear_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> in
         elif isinstance(layer, nn.Linear):
             total += out.numel() * layer.in_features
 
-    handles = [
-        m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         module(*inputs)
     for h in handles:

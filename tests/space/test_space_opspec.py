@@ -64,9 +64,7 @@ def test_key_round_trip_every_op_type(spec: OpSpec) -> None:
 
 
 def test_key_round_trip_whole_spaces() -> None:
-    specs = (
-        spos_space(channel_scales=(0.2, 1.0, 1.6)) + spos_space(input_size=32) + generic_space(200, seed=3)
-    )
+    specs = spos_space(channel_scales=(0.2, 1.0, 1.6)) + spos_space(input_size=32) + generic_space(200, seed=3)
     for spec in specs:
         assert OpSpec.from_key(spec.key) == spec
 
@@ -144,9 +142,7 @@ def test_malformed_key_hint_shows_layout() -> None:
     with pytest.raises(SpaceError) as info:
         OpSpec.from_key("spos_shufflenet-input:7x7x8-output:7x7x8")
     assert info.value.hint == "expected " + key_template("spos_shufflenet")
-    assert (
-        key_template("spos_shufflenet") == "spos_shufflenet-input:HxWxC-output:HxWxC-mid:M-kernel:K-stride:S"
-    )
+    assert key_template("spos_shufflenet") == "spos_shufflenet-input:HxWxC-output:HxWxC-mid:M-kernel:K-stride:S"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,421 @@
+"""SSH boards and GPU boxes through paramiko: verified host keys, deadlines, keepalive.
+
+* Host keys are checked against known_hosts. An unknown key is refused with its
+  fingerprint and the command that trusts it; a changed key is refused loudly.
+  Nothing is ever accepted silently.
+* Every command has a deadline. When it fires the remote process is killed (its
+  pid is captured when it starts), not just abandoned.
+* A dead link is noticed within ~45 s: keepalive packets every 15 s and a TCP
+  user timeout make the kernel drop a connection whose packets go unanswered.
+* Files go over SFTP to ``NAME.part`` and are renamed into place, so a dropped
+  link never leaves a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import select
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from hwlab.errors import CommandTimeout, HwlabError, TransportError
+from hwlab.transport.base import Completed, shell_join
+
+KEEPALIVE_S = 15
+DEAD_LINK_S = 45  # a link whose packets go unanswered this long is dropped
+POLL_S = 0.2
+PID_MARKER = "__hwlab_pid="
+
+
+class UnknownHostKey(TransportError):
+    """The device offered a host key that known_hosts does not hold."""
+
+
+class HostKeyChanged(TransportError):
+    """The device's host key differs from the one known_hosts holds: possibly an attack."""
+
+
+class LinkLost(TransportError):
+    """The SSH connection died while a command was running."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names a host: bare on port 22, ``[host]:port`` otherwise."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where to connect, after merging the inventory with ~/.ssh/config."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str | None
+    key_files: tuple[str, ...]
+    proxy_jump: str | None
+    known_hosts: str
+    ssh_config: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        host: str,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        key_file: str | None = None,
+        known_hosts: str | None = None,
+        ssh_config: str | None = None,
+    ) -> SshTarget:
+        """Inventory values win; ~/.ssh/config (Host alias, HostName, Port, User, IdentityFile,
+        ProxyJump) fills the rest."""
+        config = paramiko.SSHConfig()
+        path = Path(os.path.expanduser(ssh_config or "~/.ssh/config"))
+        if path.is_file():
+            config = paramiko.SSHConfig.from_path(str(path))
+        entry = config.lookup(host)
+        keys = [key_file] if key_file else list(entry.get("identityfile", []))
+        return cls(
+            alias=host,
+            hostname=entry.get("hostname", host),
+            port=int(port or entry.get("port", 22)),
+            user=user or entry.get("user"),
+            key_files=tuple(os.path.expanduser(k) for k in keys),
+            proxy_jump=entry.get("proxyjump"),
+            known_hosts=os.path.expanduser(known_hosts or "~/.ssh/known_hosts"),
+            ssh_config=ssh_config,
+        )
+
+
+class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown host key, telling the user how to trust it."""
+
+    def __init__(self, device: str, known_hosts: str) -> None:
+        self.device = device
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise UnknownHostKey(
+            f"{hostname} offered an unknown {key.get_name()} host key {fingerprint(key)} (not in {self.known_hosts})",
+            hint=f"if that fingerprint is your device's, trust it with: hwlab devices trust {self.device}",
+        )
+
+
+def _tcp_socket(host: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: drop the link when data stays unacknowledged
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_S * 1000)
+    return sock
+
+
+class SshTransport:
+    """Commands and files on a device over SSH."""
+
+    def __init__(
+        self,
+        target: SshTarget,
+        *,
+        device: str = "",
+        connect_timeout: float = 15.0,
+        reconnect_attempts: int = 3,
+    ) -> None:
+        self.target = target
+        self.device = device or target.alias
+        self.connect_timeout = connect_timeout
+        self.reconnect_attempts = reconnect_attempts
+        self._client: paramiko.SSHClient | None = None
+        self._jump: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    # -- connection -------------------------------------------------------------------
+    def _new_client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        if os.path.exists(self.target.known_hosts):
+            client.load_host_keys(self.target.known_hosts)
+        client.set_missing_host_key_policy(_RefuseUnknown(self.device, self.target.known_hosts))
+        return client
+
+    def _open_socket(self) -> socket.socket | paramiko.Channel:
+        if not self.target.proxy_jump:
+            return _tcp_socket(self.target.hostname, self.target.port, self.connect_timeout)
+        jump_user, _, jump_host = self.target.proxy_jump.rpartition("@")
+        jump_host, _, jump_port = jump_host.partition(":")
+        jump_target = SshTarget.resolve(
+            jump_host, port=int(jump_port) if jump_port else None, user=jump_user or None,
+            known_hosts=self.target.known_hosts, ssh_config=self.target.ssh_config,
+        )  # fmt: skip
+        self._jump = SshTransport(jump_target, device=self.device)._connect()
+        jump_transport = self._jump.get_transport()
+        assert jump_transport is not None
+        return jump_transport.open_channel(
+            "direct-tcpip", (self.target.hostname, self.target.port), ("127.0.0.1", 0), timeout=self.connect_timeout
+        )
+
+    def _connect(self) -> paramiko.SSHClient:
+        client = self._new_client()
+        name = known_hosts_name(self.target.hostname, self.target.port)
+        try:
+            client.connect(
+                self.target.hostname,
+                port=self.target.port,
+                username=self.target.user,
+                key_filename=list(self.target.key_files) or None,
+                sock=self._open_socket(),
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                allow_agent=False,
+                look_for_keys=not self.target.key_files,
+            )
+        except paramiko.BadHostKeyException as err:
+            raise HostKeyChanged(
+                f"WARNING: THE HOST KEY OF {name} HAS CHANGED. Someone may be intercepting the connection,"
+                f" or the device was reinstalled. Expected {fingerprint(err.expected_key)},"
+                f" got {fingerprint(err.key)}. hwlab refuses to connect.",
+                hint=f"if you know why it changed: ssh-keygen -R '{name}' -f {self.target.known_hosts}"
+                f" && hwlab devices trust {self.device}",
+            ) from None
+        except paramiko.AuthenticationException as err:
+            raise TransportError(
+                f"{self.target.user}@{name} refused the key ({err})",
+                hint="set key_file in the inventory (or IdentityFile in ~/.ssh/config) to a key the device accepts",
+            ) from None
+        except (OSError, paramiko.SSHException) as err:
+            if isinstance(err, TransportError):
+                raise
+            raise TransportError(
+                f"cannot connect to {name}: {err}", hint="check that the device is on and the address is right"
+            ) from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE_S)
+        return client
+
+    def client(self) -> paramiko.SSHClient:
+        """The live connection, reconnecting (with back-off) when the last one died."""
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self._drop()
+        for attempt in range(self.reconnect_attempts):
+            try:
+                self._client = self._connect()
+                return self._client
+            except (UnknownHostKey, HostKeyChanged):
+                raise
+            except TransportError:
+                if attempt == self.reconnect_attempts - 1:
+                    raise
+                time.sleep(2**attempt)
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        for closable in (self._sftp, self._client, self._jump):
+            if closable is not None:
+                with contextlib.suppress(Exception):
+                    closable.close()
+        self._sftp = self._client = self._jump = None
+
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None or self._sftp.get_channel().closed:
+            self._sftp = self.client().open_sftp()
+        return self._sftp
+
+    def close(self) -> None:
+        self._drop()
+
+    # -- commands ---------------------------------------------------------------------
+    def _start(self, argv: Sequence[str], env: dict[str, str] | None) -> paramiko.Channel:
+        transport = self.client().get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=self.connect_timeout)
+        # `exec` keeps the pid the shell printed, so a deadline can kill the command itself.
+        channel.exec_command(f"echo {PID_MARKER}$$; exec {shell_join(argv, env)}")
+        return channel
+
+    def _kill(self, pid: int | None) -> None:
+        if pid is None:
+            return
+        with contextlib.suppress(Exception):
+            self.run(["kill", "-KILL", str(pid)], timeout=10)
+
+    def run(self, argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None) -> Completed:
+        stream = SshStream(self, argv, env, line_timeout=timeout, deadline_s=timeout)
+        out = "\n".join(stream)
+        result = stream.result
+        return Completed(result.argv, result.rc, out + ("\n" if out else ""), result.stderr)
+
+    def stream(self, argv: Sequence[str], *, line_timeout: float, env: dict[str, str] | None = None) -> SshStream:
+        return SshStream(self, argv, env, line_timeout=line_timeout)
+
+    # -- files ------------------------------------------------------------------------
+    def push(self, local: str, remote: str) -> None:
+        part = f"{remote}.part"
+        sftp = self.sftp()
+        try:
+            sftp.put(local, part)
+            sftp.posix_rename(part, remote)
+        except OSError as err:
+            raise TransportError(f"cannot copy {local} to {self.device}:{remote}: {err}") from None
+
+    def pull(self, remote: str, local: str) -> None:
+        try:
+            self.sftp().get(remote, local)
+        except OSError as err:
+            raise TransportError(f"cannot copy {self.device}:{remote} here: {err}") from None
+
+    def listdir(self, remote: str) -> list[str]:
+        try:
+            return sorted(self.sftp().listdir(remote))
+        except FileNotFoundError:
+            return []
+
+    def mkdir(self, remote: str) -> None:
+        self.run(["mkdir", "-p", "--", remote], timeout=30).check(hint="check the device's workdir and its permissions")
+
+    def expand(self, remote: str) -> str:
+        """``~`` is the login user's home: SFTP starts there."""
+        if remote == "~" or remote.startswith("~/"):
+            return posixpath.join(self.sftp().normalize("."), remote[2:])
+        return remote
+
+
+class SshStream:
+    """Stdout lines of a remote command, each awaited at most ``line_timeout`` s, the whole
+    command at most ``deadline`` s; on either the remote process is killed."""
+
+    def __init__(
+        self,
+        ssh: SshTransport,
+        argv: Sequence[str],
+        env: dict[str, str] | None,
+        *,
+        line_timeout: float,
+        deadline_s: float | None = None,
+    ) -> None:
+        self._ssh = ssh
+        self._argv = tuple(argv)
+        self._line_timeout = line_timeout
+        self._deadline_s = deadline_s
+        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self._channel = ssh._start(argv, env)
+        self._pid: int | None = None
+        self._stderr = bytearray()
+        self._result: Completed | None = None
+
+    def _fail_timeout(self, what: str) -> CommandTimeout:
+        self.kill()
+        return CommandTimeout(f"{self._argv[0]!r} on {self._ssh.device} {what} and was killed")
+
+    def _link_lost(self) -> LinkLost:
+        return LinkLost(
+            f"the SSH link to {self._ssh.device} died while {self._argv[0]!r} was running",
+            hint="every result received so far is kept; rerun when the device is back",
+        )
+
+    def _link_alive(self) -> bool:
+        transport = self._channel.get_transport()
+        return transport is not None and transport.is_active()
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = b""
+        last_line = time.monotonic()
+        channel = self._channel
+        while True:
+            select.select([channel], [], [], POLL_S)
+            while channel.recv_stderr_ready():
+                self._stderr += channel.recv_stderr(65536)
+            if channel.recv_ready():
+                chunk = channel.recv(65536)
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    last_line = time.monotonic()
+                    text = raw.decode(errors="replace")
+                    if self._pid is None and text.startswith(PID_MARKER):
+                        self._pid = int(text[len(PID_MARKER) :])
+                        continue
+                    yield text
+                continue
+            if channel.exit_status_ready() and not channel.recv_ready():
+                break
+            if not self._link_alive():
+                raise self._link_lost()
+            now = time.monotonic()
+            if self._deadline is not None and now > self._deadline:
+                raise self._fail_timeout(f"ran past its {self._deadline_s:g} s deadline")
+            if now - last_line > self._line_timeout:
+                raise self._fail_timeout(f"printed nothing for {self._line_timeout:g} s")
+        if buffer:
+            yield buffer.decode(errors="replace")
+        while channel.recv_stderr_ready():
+            self._stderr += channel.recv_stderr(65536)
+        rc = channel.recv_exit_status()
+        if rc == -1 and not self._link_alive():  # closed without an exit status: the link went down
+            raise self._link_lost()
+        channel.close()
+        self._result = Completed(self._argv, rc, "", self._stderr.decode(errors="replace"))
+
+    @property
+    def result(self) -> Completed:
+        if self._result is None:
+            raise TransportError("the command's result was asked for before its output was read to the end")
+        return self._result
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self._channel.close()
+        if self._link_alive():
+            self._ssh._kill(self._pid)
+
+
+def fetch_host_key(target: SshTarget, timeout: float = 15.0) -> paramiko.PKey:
+    """The host key a device offers, fetched without authenticating (for `hwlab devices trust`)."""
+    try:
+        sock = _tcp_socket(target.hostname, target.port, timeout)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=timeout)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+    except (OSError, paramiko.SSHException) as err:
+        raise TransportError(f"cannot reach {target.hostname}:{target.port}: {err}") from None
+
+
+def trust_host_key(target: SshTarget, key: paramiko.PKey) -> str:
+    """Append the key to known_hosts; returns the line written."""
+    name = known_hosts_name(target.hostname, target.port)
+    line = f"{name} {key.get_name()} {key.get_base64()}\n"
+    path = Path(target.known_hosts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text() if path.exists() else ""
+    if any(re.match(rf"{re.escape(name)}\s+{re.escape(key.get_name())}\s", ln) for ln in existing.splitlines()):
+        raise HwlabError(
+            f"{path} already holds a {key.get_name()} key for {name}",
+            hint=f"remove it first: ssh-keygen -R '{name}' -f {path}",
+        )
+    with open(path, "a") as fh:
+        if existing and not existing.endswith("\n"):
+            fh.write("\n")
+        fh.write(line)
+    return line

@@ -1,0 +1,114 @@
+"""`hwlab profile` over SSH, end to end, against a real sshd: kills, resumes, locks, injection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hwlab.cli import main
+from hwlab.errors import TransportError
+from hwlab.lock import DeviceBusy, device_lock
+from hwlab.profile import MeasureSettings, ProfileRequest, profile
+from hwlab.space import get_space
+from hwlab.tables import LookupTable
+
+FAST = MeasureSettings(min_time_s=0.01, max_time_s=0.2, min_count=5)
+OPS = get_space("generic", count=4, seed=2)
+
+
+def request(device, tables: Path, specs=OPS, settings: MeasureSettings = FAST) -> ProfileRequest:  # type: ignore[no-untyped-def]
+    return ProfileRequest(
+        device=device, backend="onnxruntime", specs=specs, space="generic", tables_root=tables, settings=settings
+    )
+
+
+def test_cli_profile_over_ssh_then_nothing_new(sshd, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    inventory = sshd.inventory(tmp_path / "inv")
+    args = ["profile", "--device", "board", "--inventory", str(inventory), "--backend", "onnxruntime"]
+    args += ["--space", "generic", "--count", "4", "--seed", "2", "--min-time", "0.01", "--max-time", "0.2"]
+    args += ["--tables", str(tmp_path / "t"), "--json"]
+    assert main(args) == 0
+    (first,) = json.loads(capsys.readouterr().out)
+    assert first["measured"] == 4 and first["errors"] == []
+    rows = list(LookupTable(Path(first["table"])))
+    assert {r["device"] for r in rows} == {"board"} and all(r["status"] == "ok" for r in rows)
+    # The runner and models were pushed into the board's workdir, content-addressed.
+    workdir = Path(sshd.device().workdir)
+    assert len(list((workdir / "models").iterdir())) == 4
+    assert main(["doctor", "--device", "board", "--inventory", str(inventory), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["facts"]["runtimes"]["onnxruntime"]["version"]
+
+
+def test_second_profile_pushes_nothing_new(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first = profile(request(sshd.device(), tmp_path / "a"))
+    assert first.pushed > 4  # runner files + 4 models
+    again = profile(request(sshd.device(), tmp_path / "b"))  # a fresh table: every op measured again
+    assert len(again.measured) == 4 and again.pushed == 0  # runner, models and job are all there
+
+
+def test_server_killed_mid_profile_then_resumed(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The board dies mid-profile: a typed error well within the keepalive bound, rows kept, rerun completes."""
+    specs = get_space("generic", count=10, seed=4)
+    slow = MeasureSettings(min_time_s=0.3, max_time_s=0.6, min_count=5)
+    tables = tmp_path / "t"
+    rows_file = tables / "board" / "onnxruntime" / "generic" / "ops.jsonl"
+    killed_at: list[float] = []
+
+    def kill_after_three_rows() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if rows_file.exists() and len(rows_file.read_bytes().splitlines()) >= 3:
+                sshd.kill()
+                killed_at.append(time.monotonic())
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_three_rows)
+    killer.start()
+    with pytest.raises(TransportError) as info:
+        profile(request(sshd.device(), tables, specs, slow))
+    noticed = time.monotonic()
+    killer.join()
+    assert killed_at, "the profile ended before the server could be killed"
+    assert noticed - killed_at[0] < 45, "the dead link was not noticed within the keepalive bound"
+    assert "kept" in str(info.value)
+    kept = LookupTable(rows_file.parent).keys()
+    assert 3 <= len(kept) < 10
+    sshd.start()
+    resumed = profile(request(sshd.device(), tables, specs, slow))
+    assert resumed.skipped == len(kept) and len(resumed.measured) == 10 - len(kept)
+    assert LookupTable(rows_file.parent).keys() == {s.key for s in specs}
+
+
+def test_injection_through_inventory_values_stays_literal(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pwned = sshd.dir / "PWNED"
+    workdir = f"{sshd.dir}/w; touch {pwned}; $(touch {pwned}) `touch {pwned}`"
+    report = profile(request(sshd.device(workdir=workdir), tmp_path / "t", OPS[:1]))
+    assert report.errors == [] and len(report.measured) == 1
+    assert not pwned.exists()
+    assert Path(workdir, "models").is_dir()  # the odd name exists literally on the device
+
+
+def test_second_profile_of_a_busy_device_refuses_or_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from hwlab.lock import device_lock\n"
+         "with device_lock('board'):\n    print('held', flush=True); time.sleep(2); released = time.time()\n"
+         "print(released, flush=True)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "HWLAB_CACHE": str(tmp_path)},
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with pytest.raises(DeviceBusy, match=rf"in use by pid {holder.pid}") as info, device_lock("board"):
+        pass
+    assert "--lock-wait" in str(info.value)
+    with device_lock("board", wait_s=60):  # queues behind the holder, then gets it
+        acquired = time.time()
+    assert acquired >= float(holder.stdout.readline())
+    holder.wait()

@@ -1,0 +1,123 @@
+"""The SSH transport against a real OpenSSH server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sshd_server import keygen
+
+from hwlab.errors import CommandTimeout
+from hwlab.transport import connect, ssh_target
+from hwlab.transport.ssh import HostKeyChanged, SshTarget, SshTransport, UnknownHostKey
+
+
+def test_run_exit_codes_and_streams(sshd) -> None:  # type: ignore[no-untyped-def]
+    ssh = connect(sshd.device())
+    try:
+        done = ssh.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=30)
+        assert (done.rc, done.stdout, done.stderr) == (3, "out\n", "err\n")
+        assert ssh.run(["printf", "%s", "a b", "$HOME"], timeout=30).stdout == "a b$HOME\n"
+        env = ssh.run(["sh", "-c", 'echo "$HWLAB_X"'], timeout=30, env={"HWLAB_X": "x y;z"})
+        assert env.stdout == "x y;z\n"
+    finally:
+        ssh.close()
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    ssh = connect(sshd.device(known_hosts=empty))
+    with pytest.raises(UnknownHostKey) as info:
+        ssh.run(["true"], timeout=30)
+    # The fingerprint OpenSSH itself prints for the server's key.
+    expected = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_pub)], capture_output=True, text=True).stdout
+    assert expected.split()[1] in str(info.value)
+    assert "hwlab devices trust board" in str(info.value)
+    assert empty.read_text() == ""  # nothing was accepted silently
+
+
+def test_changed_host_key_is_refused_loudly(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    keygen(tmp_path / "other")
+    key_type, key_b64 = (tmp_path / "other.pub").read_text().split()[:2]
+    stale = tmp_path / "stale_known_hosts"
+    stale.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key_b64}\n")
+    ssh = connect(sshd.device(known_hosts=stale))
+    with pytest.raises(HostKeyChanged, match="HAS CHANGED") as info:
+        ssh.run(["true"], timeout=30)
+    assert "ssh-keygen -R" in str(info.value)
+
+
+def test_slow_command_is_killed_at_its_deadline(sshd) -> None:  # type: ignore[no-untyped-def]
+    ssh = connect(sshd.device())
+    marker = "31.4159"  # a sleep no one else runs
+    try:
+        with pytest.raises(CommandTimeout, match="deadline"):
+            ssh.run(["sleep", marker], timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, "the remote command outlived its deadline"
+        assert ssh.run(["echo", "still usable"], timeout=30).stdout == "still usable\n"
+    finally:
+        ssh.close()
+
+
+def test_files_travel_over_sftp(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ssh = connect(sshd.device())
+    payload = os.urandom(300_000)
+    local = tmp_path / "blob.bin"
+    local.write_bytes(payload)
+    remote_dir = str(sshd.dir / "files" / "deep")
+    try:
+        ssh.mkdir(remote_dir)
+        ssh.push(str(local), f"{remote_dir}/blob.bin")
+        assert ssh.listdir(remote_dir) == ["blob.bin"]  # no .part left behind
+        ssh.pull(f"{remote_dir}/blob.bin", str(tmp_path / "back.bin"))
+        assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).digest() == hashlib.sha256(payload).digest()
+        assert ssh.listdir(str(sshd.dir / "missing")) == []
+        assert ssh.expand("~/x") == os.path.join(os.path.expanduser("~"), "x")
+    finally:
+        ssh.close()
+
+
+def test_reconnects_after_the_link_drops(sshd) -> None:  # type: ignore[no-untyped-def]
+    ssh = connect(sshd.device())
+    try:
+        assert ssh.run(["echo", "1"], timeout=30).rc == 0
+        sshd.kill()
+        sshd.start()
+        assert ssh.run(["echo", "2"], timeout=30).stdout == "2\n"
+    finally:
+        ssh.close()
+
+
+def test_ssh_config_alias_and_proxy_jump(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Host alias, HostName, Port, User, IdentityFile and ProxyJump come from an ssh config file."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host board-alias\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.user_key}\n  ProxyJump {sshd.user}@127.0.0.1:{sshd.port}\n"
+        f"Host 127.0.0.1\n  IdentityFile {sshd.user_key}\n"
+    )
+    target = SshTarget.resolve("board-alias", known_hosts=str(sshd.dir / "known_hosts"), ssh_config=str(config))
+    assert (target.hostname, target.port, target.user) == ("127.0.0.1", sshd.port, sshd.user)
+    assert target.proxy_jump == f"{sshd.user}@127.0.0.1:{sshd.port}"
+    ssh = SshTransport(target, device="board")
+    try:
+        assert ssh.run(["echo", "via jump"], timeout=30).stdout == "via jump\n"
+        assert ssh._jump is not None  # the connection really went through the jump host
+    finally:
+        ssh.close()
+
+
+def test_inventory_values_win_over_ssh_config(sshd) -> None:  # type: ignore[no-untyped-def]
+    target = ssh_target(sshd.device(port=sshd.port))
+    assert target.port == sshd.port and target.key_files == (str(sshd.user_key),)
