@@ -43,7 +43,7 @@ def default_workdir(device: DeviceSpec) -> str:
     if device.transport == "local":
         cache = os.environ.get("HWLAB_CACHE") or os.path.join("~", ".cache", "hwlab")
         return os.path.join(cache, f"device-{device.name}")
-    return "/tmp/hwlab"
+    return "/data/local/tmp/hwlab" if device.transport == "adb" else "/tmp/hwlab"
 
 
 def device_python(device: DeviceSpec) -> str:

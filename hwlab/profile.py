@@ -21,7 +21,8 @@ from hwlab.errors import BackendUnavailable, RunnerError
 from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
 from hwlab.inventory import RUNTIMES, DeviceSpec
 from hwlab.lock import device_lock
-from hwlab.prepare import place
+from hwlab.measure import MeasureSettings
+from hwlab.prepare import Placement, place
 from hwlab.space import OpSpec
 from hwlab.tables import LookupTable, TableId
 from hwlab.tables.rows import row_from_result
@@ -32,45 +33,6 @@ EXPORTER_MODULES = {"onnx": ("onnx",), "tflite": ("litert_torch",), "pt2": ()}
 PIP_PACKAGE = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert", "torch": "torch"}
 
 Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
-
-
-@dataclass(frozen=True)
-class MeasureSettings:
-    """Warm-up, stop and cooldown rules sent to the runner (see runners/PROTOCOL.md)."""
-
-    warmup_count: int = 10
-    warmup_time_s: float = 0.05
-    min_count: int = 20
-    min_time_s: float = 0.2
-    max_time_s: float = 3.0
-    ci_rel: float = 0.02
-    confidence: float = 0.95
-    max_count: int = 100_000
-    block_min_time_s: float = 0.0002
-    max_temp_c: float | None = None
-    pause_s: float = 0.0
-    cooldown_timeout_s: float = 60.0
-    seed: int = 0
-
-    def job_fields(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "warmup": {"min_count": self.warmup_count, "min_time_s": self.warmup_time_s},
-            "stop": {
-                "min_count": self.min_count,
-                "min_time_s": self.min_time_s,
-                "max_time_s": self.max_time_s,
-                "ci_rel": self.ci_rel,
-                "confidence": self.confidence,
-                "max_count": self.max_count,
-            },
-            "block_min_time_s": self.block_min_time_s,
-            "cooldown": {
-                "max_temp_c": self.max_temp_c,
-                "pause_s": self.pause_s,
-                "timeout_s": self.cooldown_timeout_s,
-            },
-        }
 
 
 @dataclass(frozen=True)
@@ -121,7 +83,7 @@ def check_backend(backend: str, facts: dict[str, Any], device: DeviceSpec) -> No
     """Refuse early, with the fix, when the device or this host cannot run a backend."""
     if backend not in RUNTIMES:
         raise BackendUnavailable(f"unknown backend {backend!r}", hint=f"use one of {', '.join(RUNTIMES)}")
-    if runtime_version(facts, backend) is None:
+    if not (facts.get("runtimes") or {}).get(backend):
         raise BackendUnavailable(
             f"{backend} is not installed on device {device.name!r}",
             hint=f"install it there: pip install {PIP_PACKAGE[backend]}",
@@ -202,7 +164,7 @@ def _profile_locked(
 ) -> ProfileReport:
     device = request.device
     deployer = Deployer(transport, device)
-    facts = facts or deployer.facts()
+    facts = facts or device_facts(deployer)
     check_backend(request.backend, facts, device)
     wish = request.core_mask if request.core_mask is not None else device.core_mask
     placement = place(wish, request.threads or device.threads, facts)
@@ -238,6 +200,9 @@ def _profile_locked(
             }
         )
     progress("export", len(todo), len(todo), "")
+    if request.backend == "litert" and device.benchmark_model:
+        _run_benchmark_model(deployer, models, placement, by_key, table, report, request, progress)
+        return report
     job = {
         "protocol": 1,
         "runtime": request.backend,
@@ -251,6 +216,65 @@ def _profile_locked(
     _run_job(deployer, job, by_key, table, report, request, progress)
     report.pushed = len(deployer.pushed)
     return report
+
+
+def device_facts(deployer: Deployer) -> dict[str, Any]:
+    """The runner's facts; for a device with TFLite's benchmark_model, litert is that binary,
+    and a phone without Python is described by its shell instead."""
+    binary = deployer.device.benchmark_model
+    if not binary:
+        return deployer.facts()
+    from hwlab.android.shell_facts import shell_facts
+
+    by_shell = shell_facts(deployer.transport, binary)
+    try:
+        facts = deployer.facts()
+    except RunnerError:
+        return by_shell
+    facts.setdefault("runtimes", {})["litert"] = by_shell["runtimes"]["litert"]
+    return facts
+
+
+def _run_benchmark_model(
+    deployer: Deployer,
+    models: list[dict[str, Any]],
+    placement: Placement,
+    by_key: dict[str, OpSpec],
+    table: LookupTable,
+    report: ProfileReport,
+    request: ProfileRequest,
+    progress: Progress,
+) -> None:
+    """One benchmark_model run per model (phones without Python); rows appended as each ends."""
+    from hwlab.android import run_benchmark_model
+
+    binary = deployer.device.benchmark_model
+    assert binary is not None
+    for i, model in enumerate(models):
+        progress("measure", i, len(models), model["key"])
+        result = run_benchmark_model(
+            deployer.transport, binary, model["path"], model["key"], placement.threads, request.settings,
+            core_mask=placement.core_mask,
+        )  # fmt: skip
+        _append_result(result, by_key, table, report, request)
+    progress("measure", len(models), len(models), "")
+
+
+def _append_result(
+    result: dict[str, Any],
+    by_key: dict[str, OpSpec],
+    table: LookupTable,
+    report: ProfileReport,
+    request: ProfileRequest,
+) -> None:
+    spec = by_key.get(result.get("key", ""))
+    if spec is None:
+        raise RunnerError(f"the device returned a result for an unknown key {result.get('key')!r}")
+    row, samples = row_from_result(
+        result, spec, device=request.device.name, backend=request.backend, emulated=request.device.emulated
+    )
+    table.append(row, samples)
+    report.measured.append(row)
 
 
 def _power_request(wish: str | None, device: DeviceSpec) -> dict[str, Any] | None:
@@ -287,18 +311,7 @@ def _run_job(
                 result = json.loads(line)
             except ValueError:
                 raise RunnerError(f"the runner printed a line that is not JSON: {line[:200]!r}") from None
-            spec = by_key.get(result.get("key", ""))
-            if spec is None:
-                raise RunnerError(f"the runner returned a result for an unknown key {result.get('key')!r}")
-            row, samples = row_from_result(
-                result,
-                spec,
-                device=request.device.name,
-                backend=request.backend,
-                emulated=request.device.emulated,
-            )
-            table.append(row, samples)
-            report.measured.append(row)
+            _append_result(result, by_key, table, report, request)
             done = len(report.measured)
             progress("measure", done, total, job["models"][done]["key"] if done < total else "")
     finally:

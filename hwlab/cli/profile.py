@@ -271,7 +271,7 @@ def print_summary(console: Console, reports: list[tuple[str, ProfileReport]]) ->
         table.add_column(col)
     for backend, r in reports:
         ok = [row for row in r.table if row.get("status") == "ok"]
-        total_ms = sum(row["median_ms"] for row in ok)
+        total_ms = sum(row["median_ms"] for row in ok if row.get("median_ms") is not None)
         table.add_row(
             backend,
             str(r.table.folder),
@@ -287,7 +287,7 @@ def print_summary(console: Console, reports: list[tuple[str, ProfileReport]]) ->
         for row in r.errors:
             console.print(f"[red]failed[/] {backend} {row['key']}: {row['error']}")
         for row in r.unstable[:10]:
-            spread = row["iqr_ms"] / row["median_ms"]
+            spread = row["iqr_ms"] / row["median_ms"]  # unstable rows have both
             console.print(
                 f"[yellow]unstable[/] {backend} {row['key']}: IQR {spread:.0%} of the median (> 10%):"
                 " the device was busy or throttling; rerun it with --pause or --max-temp"

@@ -238,8 +238,15 @@ class LookupTable:
             )
         return row
 
-    def latency_ms(self, key: str) -> float:
-        return float(self.lookup(key)["median_ms"])
+    def latency_ms(self, key: str, stat: str = "median_ms") -> float:
+        """One statistic of an op's latency; a row that lacks it is an error, never a silent 0."""
+        row = self.lookup(key)
+        if row.get(stat) is None:
+            raise TableError(
+                f"op {key!r} has no {stat} (measured by {row.get('runtime_module') or row.get('runtime')})",
+                hint="ask for a statistic the row has, e.g. stat='mean_ms'",
+            )
+        return float(row[stat])
 
     def dataframe(self):  # type: ignore[no-untyped-def]
         """The rows as a pandas DataFrame (imported here: pandas is slow to import)."""

@@ -92,7 +92,11 @@ class LocalTransport:
     """Runs commands on this host; `push` is a copy, atomic by rename."""
 
     def run(self, argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None) -> Completed:
-        proc = _popen(argv, env)
+        """Like a remote shell, a missing program is exit status 127, not an exception."""
+        try:
+            proc = _popen(argv, env)
+        except TransportError:
+            return Completed(tuple(argv), 127, "", f"{argv[0]}: not found\n")
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -17,6 +17,7 @@ from . import PROTOCOL_VERSION, __version__
 
 EXIT_OK = 0
 EXIT_BAD_JOB = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT; SIGTERM and SIGHUP exit 143 and 129
 
 
 def claim_stdout() -> TextIO:
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as e:
         print(f"hwlab_runner: {e}", file=sys.stderr)
         return EXIT_BAD_JOB
-    run_job(job, line_writer(out))
+    try:
+        run_job(job, line_writer(out))
+    except KeyboardInterrupt:
+        print("hwlab_runner: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

@@ -3,6 +3,8 @@
 Runtimes are imported lazily, inside the backend that needs them, so a device
 only needs the one runtime its job names. A runtime that is not installed
 raises :class:`RuntimeNotInstalled`, whose message says how to install it.
+A job's ``device`` ("cpu" or "cuda") is checked by :meth:`Backend.check_device`
+before any model, so a device without CUDA gives error lines, not a crash.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import importlib.util
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 import numpy as np
+
+from .gpu import CudaEventTimer, DeviceUnavailable, ort_cuda, torch_cuda
 
 if TYPE_CHECKING:
     from .job import InputSpec
@@ -26,12 +30,25 @@ class Loaded:
     """A loaded model with fixed inputs: calling it runs one inference.
 
     ``context()`` is entered once around warm-up and sampling (torch's
-    inference mode), so its cost is not paid on every call.
+    inference mode), so its cost is not paid on every call. ``block_timer``
+    (None: the host clock) times ``block`` calls in ns, for devices whose calls
+    return before the work is done; ``timer`` names it in the result line.
+    ``info`` holds facts for the result line (e.g. onnxruntime's providers).
     """
 
-    def __init__(self, run: Callable[[], object], context: Callable[[], ContextManager[Any]] | None = None):
+    def __init__(
+        self,
+        run: Callable[[], object],
+        context: Callable[[], ContextManager[Any]] | None = None,
+        block_timer: Callable[[int], int] | None = None,
+        timer: str = "perf_counter_ns",
+        info: dict[str, Any] | None = None,
+    ):
         self._run = run
         self._context = context or contextlib.nullcontext
+        self.block_timer = block_timer
+        self.timer = timer
+        self.info: dict[str, Any] = dict(info or {})
 
     def __call__(self) -> object:
         return self._run()
@@ -71,6 +88,7 @@ class Backend:
     """One runtime. Subclasses set ``name`` and implement ``module`` and ``load``."""
 
     name = ""
+    devices: tuple[str, ...] = ("cpu",)
 
     def module(self) -> Any:
         """The imported runtime module (raises :class:`RuntimeNotInstalled`)."""
@@ -92,30 +110,54 @@ class Backend:
         except Exception:
             return None
 
-    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0) -> Loaded:
+    def check_device(self, device: str) -> None:
+        """Raise :class:`DeviceUnavailable` when this runtime cannot run on ``device`` here."""
+        if device not in self.devices:
+            raise DeviceUnavailable(f"runtime {self.name} runs on {', '.join(self.devices)} only, not {device}")
+
+    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
         raise NotImplementedError
 
 
 class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime, CPU execution provider, sequential execution, ``threads`` intra-op threads."""
+    """ONNX Runtime, sequential execution, ``threads`` intra-op threads.
+
+    On cuda the providers are CUDA then CPU (for the ops CUDA lacks). ``session.run``
+    waits for its outputs, so the host clock times it, copies to and from the GPU included.
+    """
 
     name = "onnxruntime"
+    devices = ("cpu", "cuda")
 
     def module(self) -> Any:
         return _import("onnxruntime", "onnxruntime")
 
-    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0) -> Loaded:
+    def check_device(self, device: str) -> None:
+        super().check_device(device)
+        if device == "cuda":
+            ort_cuda(self.module())
+
+    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
+        self.check_device(device)
         ort = self.module()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        used = list(session.get_providers())
+        if device == "cuda" and "CUDAExecutionProvider" not in used:
+            # onnxruntime falls back to CPU with only a log line when CUDA or cuDNN libraries are missing.
+            raise DeviceUnavailable(
+                f"onnxruntime could not start its CUDAExecutionProvider for {path} (session providers: "
+                f"{', '.join(used)}): check the CUDA and cuDNN libraries onnxruntime-gpu {ort.__version__} needs"
+            )
         names = [i.name for i in session.get_inputs()]
         _check_count(path, len(names), len(inputs))
         feeds = dict(zip(names, make_inputs(inputs, seed)))
-        return Loaded(lambda: session.run(None, feeds))
+        return Loaded(lambda: session.run(None, feeds), info={"providers": used})
 
 
 class LiteRTBackend(Backend):
@@ -132,7 +174,8 @@ class LiteRTBackend(Backend):
             "litert is not installed on the device: pip install ai-edge-litert (or tflite-runtime)"
         )
 
-    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0) -> Loaded:
+    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
+        self.check_device(device)
         interpreter_cls = importlib.import_module(self.module().__name__ + ".interpreter").Interpreter
         interpreter = interpreter_cls(model_path=path, num_threads=threads)
         details = interpreter.get_input_details()
@@ -152,22 +195,48 @@ class LiteRTBackend(Backend):
 
 
 class TorchBackend(Backend):
-    """A ``.pt2`` program saved with torch.export.save, run in inference mode."""
+    """A ``.pt2`` program saved with torch.export.save, run in inference mode.
+
+    On cuda the program and its inputs are moved to the GPU once, and each
+    block is timed with CUDA events (:class:`~hwlab_runner.gpu.CudaEventTimer`).
+    """
 
     name = "torch"
+    devices = ("cpu", "cuda")
 
     def module(self) -> Any:
         return _import("torch", "torch")
 
-    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0) -> Loaded:
+    def check_device(self, device: str) -> None:
+        super().check_device(device)
+        if device == "cuda":
+            torch_cuda(self.module())
+
+    def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
+        self.check_device(device)
         torch = self.module()
         torch.set_num_threads(threads)
         with contextlib.suppress(RuntimeError):
             # Allowed only before the first parallel work of the process.
             torch.set_num_interop_threads(1)
-        module = torch.export.load(path).module()
+        program = torch.export.load(path)
         tensors = [torch.from_numpy(a) for a in make_inputs(inputs, seed)]
-        return Loaded(lambda: module(*tensors), context=torch.inference_mode)
+        if device != "cuda":
+            module = program.module()
+            return Loaded(lambda: module(*tensors), context=torch.inference_mode)
+        # The pass (torch >= 2.6) also rewrites device arguments baked into the graph; .to() misses those.
+        try:
+            move = importlib.import_module("torch.export.passes").move_to_device_pass
+        except (ImportError, AttributeError):
+            move = None
+        module = move(program, "cuda").module() if move else program.module().to("cuda")
+        tensors = [t.to("cuda") for t in tensors]
+
+        def run() -> object:
+            return module(*tensors)
+
+        info = {"gpu": torch.cuda.get_device_name(torch.cuda.current_device())}
+        return Loaded(run, torch.inference_mode, CudaEventTimer(torch, run), "cuda_event", info)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (OnnxRuntimeBackend(), LiteRTBackend(), TorchBackend())}

@@ -16,6 +16,7 @@ from typing import Any
 from . import PROTOCOL_VERSION, __version__, sysinfo
 from .affinity import current_affinity
 from .backends import BACKENDS
+from .gpu import gpu_facts
 
 
 def _module_version(name: str) -> dict[str, str] | None:
@@ -67,4 +68,5 @@ def gather_facts(root: str = "/") -> dict[str, Any]:
         "loadavg": sysinfo.loadavg(root),
         "runtimes": runtime_versions(),
         "affinity": current_affinity(),
+        **gpu_facts(),
     }

@@ -2,14 +2,15 @@
 
 A bad job fails at once with the field named (exit code 2), not halfway
 through a long run. Unknown top-level and per-model keys are ignored so a newer
-host can add fields; unknown keys inside ``warmup``/``stop``/``cooldown`` are
-rejected because there they are typos of a rule.
+host can add fields; unknown keys inside ``warmup``/``stop``/``cooldown``/``power``
+are rejected because there they are typos of a rule.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -19,6 +20,8 @@ from .timing import StopRule, Warmup
 
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 DEFAULT_BLOCK_MIN_TIME_S = 0.0002
+DEVICES = ("cpu", "cuda")
+MAX_SAMPLE_HZ = 1000.0  # a faster sampler would be a busy thread beside the model
 
 
 class JobError(ValueError):
@@ -52,6 +55,15 @@ class Cooldown:
 
 
 @dataclass(frozen=True)
+class PowerRule:
+    """Which sensor to sample (``sensors`` None = the best one found), how often, and the idle baseline."""
+
+    sensors: tuple[str, ...] | None = None
+    sample_hz: float = 50.0
+    idle_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class Job:
     """A validated job; defaults are the protocol's defaults for omitted fields."""
 
@@ -64,6 +76,9 @@ class Job:
     stop: StopRule = StopRule()
     block_min_time_s: float = DEFAULT_BLOCK_MIN_TIME_S
     cooldown: Cooldown = Cooldown()
+    power: PowerRule | None = None
+    governor: str | None = None
+    device: str = "cpu"
     base_dir: str = "."
     protocol: int = PROTOCOL_VERSION
 
@@ -143,6 +158,55 @@ _COOLDOWN_CHECKS = {
 }
 
 
+def _sensor_names(value: Any, where: str) -> tuple[str, ...] | None:
+    if value == "auto":
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _fail(where, f'expected "auto" or a non-empty list of sensor names, got {value!r}')
+    return tuple(value)
+
+
+def _sample_hz(value: Any, where: str) -> float:
+    hz = _number(value, where, strict=True)
+    if hz > MAX_SAMPLE_HZ:
+        raise _fail(where, f"expected at most {MAX_SAMPLE_HZ:g} samples per second, got {value!r}")
+    return hz
+
+
+_POWER_CHECKS = {
+    "sensors": _sensor_names,
+    "sample_hz": _sample_hz,
+    "idle_s": lambda v, w: _number(v, w),
+}
+
+
+def _power(value: Any) -> PowerRule | None:
+    """null (no power), "auto", or an object whose missing keys keep their defaults."""
+    if value is None:
+        return None
+    if value == "auto":
+        return PowerRule()
+    if not isinstance(value, Mapping):
+        raise _fail("power", f'expected null, "auto" or an object with sensors, sample_hz, idle_s; got {value!r}')
+    return _rule(PowerRule, value, "power", _POWER_CHECKS)
+
+
+def _governor(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]+", value):
+        raise _fail("governor", f'expected null or a governor name such as "performance", got {value!r}')
+    return value
+
+
+def _device(value: Any, runtime: str) -> str:
+    if value not in DEVICES:
+        raise _fail("device", f"expected one of {', '.join(DEVICES)}, got {value!r}")
+    if value not in BACKENDS[runtime].devices:
+        raise _fail("device", f"runtime {runtime} runs on {', '.join(BACKENDS[runtime].devices)} only")
+    return value
+
+
 def _confidence(value: Any, where: str) -> float:
     if not _is_number(value) or not 0.0 < value < 1.0:
         raise _fail(where, f"expected a number between 0 and 1 (exclusive), got {value!r}")
@@ -179,9 +243,7 @@ def _models(value: Any) -> tuple[ModelSpec, ...]:
             if not isinstance(text, str) or not text:
                 raise _fail(f"{here}.{name}", f"expected a non-empty string, got {text!r}")
         models.append(
-            ModelSpec(
-                key=key, path=path, inputs=_inputs(_require(item, "inputs", here + "."), f"{here}.inputs")
-            )
+            ModelSpec(key=key, path=path, inputs=_inputs(_require(item, "inputs", here + "."), f"{here}.inputs"))
         )
     return tuple(models)
 
@@ -220,6 +282,9 @@ def parse_job(data: Any, base_dir: str = ".") -> Job:
         stop=_rule(StopRule, data.get("stop", {}), "stop", _STOP_CHECKS),
         block_min_time_s=_number(data.get("block_min_time_s", DEFAULT_BLOCK_MIN_TIME_S), "block_min_time_s"),
         cooldown=_rule(Cooldown, data.get("cooldown", {}), "cooldown", _COOLDOWN_CHECKS),
+        power=_power(data.get("power")),
+        governor=_governor(data.get("governor")),
+        device=_device(data.get("device", "cpu"), runtime),
         base_dir=base_dir,
     )
 
@@ -248,6 +313,9 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "stop": {f.name: getattr(job.stop, f.name) for f in fields(StopRule)},
         "block_min_time_s": job.block_min_time_s,
         "cooldown": {f.name: getattr(job.cooldown, f.name) for f in fields(Cooldown)},
+        "power": _power_to_json(job.power),
+        "governor": job.governor,
+        "device": job.device,
         "models": [
             {
                 "key": m.key,
@@ -259,12 +327,20 @@ def job_to_json(job: Job) -> dict[str, Any]:
     }
 
 
+def _power_to_json(rule: PowerRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    sensors = list(rule.sensors) if rule.sensors is not None else "auto"
+    return {"sensors": sensors, "sample_hz": rule.sample_hz, "idle_s": rule.idle_s}
+
+
 __all__ = [
     "Cooldown",
     "InputSpec",
     "Job",
     "JobError",
     "ModelSpec",
+    "PowerRule",
     "job_to_json",
     "load_job",
     "parse_job",

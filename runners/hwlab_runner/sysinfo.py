@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 CPU_DIR = "sys/devices/system/cpu"
 THERMAL_DIR = "sys/class/thermal"
+# For tests only: the run command reads sysfs (power sensors, cpufreq, thermal) under this folder.
+ROOT_ENV = "HWLAB_RUNNER_SYSFS_ROOT"
 
 # (implementer, part) from /proc/cpuinfo -> core name, for the common Arm designs.
 ARM_PARTS = {
@@ -44,6 +46,11 @@ ARM_PARTS = {
     ("0x41", "0xd81"): "Cortex-A720",
     ("0x41", "0xd82"): "Cortex-X4",
 }
+
+
+def sysfs_root() -> str:
+    """Where the run command reads sysfs: "/" unless the test-only variable ``HWLAB_RUNNER_SYSFS_ROOT`` says."""
+    return os.environ.get(ROOT_ENV) or "/"
 
 
 def _path(root: str, *parts: str) -> str:

@@ -1,7 +1,9 @@
 """The measurement loop: warm-up, block sizing, then sampling until a stop rule holds.
 
 The clock is injectable (a callable returning integer nanoseconds) so the loop
-can be tested with a seeded simulated timer and exact expectations.
+can be tested with a seeded simulated timer and exact expectations. So is the
+block timer: by default a block is timed with the clock around the calls, but a
+backend may supply its own (CUDA events, which time the GPU, not the queue).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Callable
 from .stats import Summary, median_ci_rel, summarize
 
 Clock = Callable[[], int]
+BlockTimer = Callable[[int], int]  # calls per block -> elapsed ns of one block
+Hook = Callable[[], object]
 
 # A block never grows past this many calls: a callable that takes no measurable
 # time (a broken clock, a no-op) must not make block sizing loop forever.
@@ -83,17 +87,21 @@ def time_block(fn: Callable[[], object], block: int, clock: Clock = time.perf_co
 
 
 def size_block(
-    fn: Callable[[], object], block_min_time_s: float, clock: Clock = time.perf_counter_ns
+    fn: Callable[[], object],
+    block_min_time_s: float,
+    clock: Clock = time.perf_counter_ns,
+    block_timer: BlockTimer | None = None,
 ) -> tuple[int, int]:
     """Double the calls per sample until one block lasts >= ``block_min_time_s``.
 
     This keeps the timer's own cost negligible for tiny operators. Returns
     (block, elapsed ns of the last block); that last block is a valid sample.
     """
+    timer = block_timer or (lambda n: time_block(fn, n, clock))
     block = 1
     min_ns = block_min_time_s * 1e9
     while True:
-        elapsed = time_block(fn, block, clock)
+        elapsed = timer(block)
         if elapsed >= min_ns or block >= MAX_BLOCK:
             return block, elapsed
         block *= 2
@@ -105,6 +113,9 @@ def measure(
     stop: StopRule,
     block_min_time_s: float,
     clock: Clock = time.perf_counter_ns,
+    block_timer: BlockTimer | None = None,
+    on_sampling_start: Hook | None = None,
+    on_sampling_end: Hook | None = None,
 ) -> Measurement:
     """Warm up, size the block, then sample until ``stop`` says enough.
 
@@ -113,9 +124,35 @@ def measure(
     (a sort) runs when n first reaches ``stop.min_count`` with ``min_time_s``
     reached, then each time n has grown by ~10 %, so long runs stay O(n log n).
     The checks run in this order after each sample: ci, max_count, max_time.
+
+    ``block_timer(block)`` replaces timing a block with ``clock`` (warm-up and
+    the stop rule's elapsed time still use ``clock``). ``on_sampling_start``
+    runs right after block sizing and ``on_sampling_end`` right after the last
+    sample, even when a call fails: a power sampler's window is exactly sampling.
     """
     warmup_count, warmup_time_s = warm_up(fn, warmup, clock)
-    block, first_ns = size_block(fn, block_min_time_s, clock)
+    timer = block_timer or (lambda n: time_block(fn, n, clock))
+    block, first_ns = size_block(fn, block_min_time_s, clock, timer)
+    if on_sampling_start is not None:
+        on_sampling_start()
+    try:
+        samples, reason, sampling_ns = _sample(timer, stop, clock, block, first_ns)
+    finally:
+        if on_sampling_end is not None:
+            on_sampling_end()
+    return Measurement(
+        samples_us=tuple(samples),
+        block=block,
+        warmup_count=warmup_count,
+        warmup_time_s=warmup_time_s,
+        sampling_time_s=sampling_ns / 1e9,
+        stop_reason=reason,
+        summary=summarize(samples, stop.confidence),
+    )
+
+
+def _sample(timer: BlockTimer, stop: StopRule, clock: Clock, block: int, first_ns: int) -> tuple[list[float], str, int]:
+    """Samples until a stop rule holds: (samples in µs, stop reason, sampling time in ns)."""
     # Sampling time starts with the block that ended block sizing: it is the first sample.
     start = clock() - first_ns
     samples = [first_ns / block / 1000.0]
@@ -137,13 +174,5 @@ def measure(
         if elapsed >= max_ns:
             reason = "max_time"
             break
-        samples.append(time_block(fn, block, clock) / block / 1000.0)
-    return Measurement(
-        samples_us=tuple(samples),
-        block=block,
-        warmup_count=warmup_count,
-        warmup_time_s=warmup_time_s,
-        sampling_time_s=(clock() - start) / 1e9,
-        stop_reason=reason,
-        summary=summarize(samples, stop.confidence),
-    )
+        samples.append(timer(block) / block / 1000.0)
+    return samples, reason, clock() - start

@@ -15,9 +15,7 @@ RUNNERS = str(Path(__file__).resolve().parents[2] / "runners")
 # The legacy exporter is chosen on purpose (dynamo=False);
 # the LiteRT converter warns about torch internals.
 pytestmark = [
-    pytest.mark.filterwarnings(
-        "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"
-    ),
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:.*treespec.*:FutureWarning"),
 ]
 

@@ -1,0 +1,125 @@
+"""A whole profile over adb: the stand-in phone runs the real runner, the host keeps the table."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from adbd_standin import StandIn
+
+from hwlab.errors import HwlabError
+from hwlab.inventory import DeviceSpec
+from hwlab.profile import MeasureSettings, ProfileRequest, profile
+from hwlab.space import get_space
+from hwlab.tables import LookupTable, TableId
+from hwlab.transport.adb import AdbTransport, DeviceOffline
+
+FAST = MeasureSettings(min_time_s=0.01, max_time_s=0.2, min_count=5)
+
+
+class CountingAdb(AdbTransport):
+    """Counts pushes, to show a second profile deploys nothing."""
+
+    pushes: list[str]
+
+    def push(self, local: str, remote: str) -> None:
+        self.pushes.append(remote)
+        super().push(local, remote)
+
+
+def counting(serial: str) -> CountingAdb:
+    transport = CountingAdb(serial)
+    transport.pushes = []
+    return transport
+
+
+def request(device: DeviceSpec, tables: Path) -> ProfileRequest:
+    return ProfileRequest(
+        device=device,
+        backend="onnxruntime",
+        specs=get_space("generic", count=3, seed=1),
+        space="generic",
+        space_params={"count": 3, "seed": 1},
+        tables_root=tables,
+        settings=FAST,
+    )
+
+
+def phone_spec(standin: StandIn, python: str) -> DeviceSpec:
+    return DeviceSpec(
+        name="phone",
+        transport="adb",
+        serial=standin.serial,
+        workdir=str(standin.root / "hwlab"),
+        python=python,
+        source="<test>",
+    )
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+
+
+def test_profile_over_adb_then_rerun_measures_and_pushes_nothing(standin: StandIn, tmp_path: Path) -> None:
+    req = request(phone_spec(standin, sys.executable), tmp_path / "tables")
+    first = counting(standin.serial)
+    report = profile(req, transport=first)
+    first.close()
+    assert [r["status"] for r in report.measured] == ["ok"] * 3
+    assert report.pushed == len(first.pushes) > 0
+    assert len(LookupTable.at(tmp_path / "tables", TableId("phone", "onnxruntime", "generic"))) == 3
+
+    again = counting(standin.serial)
+    report = profile(req, transport=again)
+    again.close()
+    assert (report.skipped, report.measured, again.pushes) == (3, [], [])
+
+
+def gated_python(standin: StandIn, gate: Path) -> str:
+    """A device "python" that lets the runner's first result line through, then holds the rest
+    until ``gate`` exists: the phone can be killed after exactly one row, with no race."""
+    script = standin.root / "gated-python"
+    real, gate_q = shlex.quote(sys.executable), shlex.quote(str(gate))
+    script.write_text(
+        "#!/bin/sh\n"
+        f'[ "$3" = run ] || exec {real} "$@"\n'
+        f'{real} "$@" | {{ IFS= read -r line; printf "%s\\n" "$line";'
+        f" while [ ! -e {gate_q} ]; do sleep 0.05; done; cat; }}\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_phone_going_away_mid_profile_keeps_rows_and_the_rerun_measures_the_rest(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    gate = standin.root / "gate"
+    req = request(phone_spec(standin, gated_python(standin, gate)), tmp_path / "tables")
+    rows = LookupTable.at(tmp_path / "tables", req.table_id).folder / "ops.jsonl"
+
+    def unplug_after_first_row() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if rows.exists() and rows.read_bytes().count(b"\n") >= 1:
+                break
+            time.sleep(0.05)
+        standin.kill()  # after the first row, or at the deadline (the asserts below then fail)
+
+    killer = threading.Thread(target=unplug_after_first_row)
+    killer.start()
+    with pytest.raises(HwlabError) as err:
+        profile(req, transport=AdbTransport(standin.serial))
+    killer.join()
+    assert isinstance(err.value, DeviceOffline) and err.value.state == "gone"
+    assert len(LookupTable.at(tmp_path / "tables", req.table_id)) == 1
+
+    standin.start()  # the same port and sandbox: the phone is back
+    gate.touch()
+    report = profile(req, transport=AdbTransport(standin.serial))
+    assert report.skipped == 1 and [r["status"] for r in report.measured] == ["ok"] * 2
+    assert len(LookupTable.at(tmp_path / "tables", req.table_id)) == 3
