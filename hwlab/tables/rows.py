@@ -44,6 +44,13 @@ def _governor(result: dict[str, Any]) -> str | None:
     return ",".join(sorted(set(governors.values()))) or None
 
 
+def _governor_note(request: dict[str, Any] | None) -> str | None:
+    """Why a requested governor is not in force (None when none was asked for, or it was set)."""
+    if not request or request.get("applied"):
+        return None
+    return f"{request.get('requested')} not applied: {request.get('reason')}"
+
+
 def row_from_result(
     result: dict[str, Any], spec: OpSpec, *, device: str, backend: str, emulated: bool
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -64,6 +71,7 @@ def row_from_result(
         "compute": result.get("device", "cpu"),
         "core_mask": ",".join(map(str, result["core_mask"])) if result.get("core_mask") else None,
         "governor": _governor(result),
+        "governor_note": _governor_note(result.get("governor")),
         "temp_c": _hottest(result.get("temp_c_before")),
         "temp_c_after": _hottest(result.get("temp_c_after")),
         "freq_mhz": _mean_mhz(result.get("freq_khz_before")),

@@ -158,3 +158,14 @@ def test_odd_names_reach_the_device_literally(phone: AdbTransport, standin: Stan
     assert (workdir / odd).read_text() == "payload\n"
     planted = [p for p in standin.root.rglob("*") if p.name in {"PWNED", "PWNED2", "PWNED3"}]
     assert planted == [] and not Path("PWNED").exists()
+
+
+def test_a_serial_with_spaces_and_shell_syntax_stays_one_argument(
+    adb_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    serial = f"phone one; touch {tmp_path}/PWNED $(touch {tmp_path}/PWNED2)"
+    with pytest.raises(DeviceOffline) as err:
+        AdbTransport(serial, connect_timeout=5).run(["true"], timeout=10)
+    assert err.value.state == "not found" and serial in str(err.value)
+    assert not list(tmp_path.glob("PWNED*"))

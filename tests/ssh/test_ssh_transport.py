@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sshd_server import keygen
 
+from hwlab.cli import main
 from hwlab.errors import CommandTimeout
 from hwlab.transport import connect, ssh_target
 from hwlab.transport.ssh import HostKeyChanged, SshTarget, SshTransport, UnknownHostKey
@@ -121,3 +122,22 @@ def test_ssh_config_alias_and_proxy_jump(sshd, tmp_path: Path) -> None:  # type:
 def test_inventory_values_win_over_ssh_config(sshd) -> None:  # type: ignore[no-untyped-def]
     target = ssh_target(sshd.device(port=sshd.port))
     assert target.port == sshd.port and target.key_files == (str(sshd.user_key),)
+
+
+def test_devices_trust_adds_the_key_after_checking_its_fingerprint(sshd, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "250")
+    inventory = sshd.inventory(tmp_path / "inv")
+    known = Path(sshd.device().known_hosts)
+    known.write_text("")  # the board is new to us
+    expected = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_pub)], capture_output=True, text=True).stdout
+    fingerprint = expected.split()[1]
+    assert main(["devices", "trust", "board", "--inventory", str(inventory), "--fingerprint", "SHA256:wrong"]) == 1
+    assert "refusing to trust it" in capsys.readouterr().err and known.read_text() == ""
+    assert main(["devices", "trust", "board", "--inventory", str(inventory), "--fingerprint", fingerprint]) == 0
+    assert fingerprint in capsys.readouterr().out
+    assert known.read_text() == sshd.known_hosts_line()
+    ssh = connect(sshd.device())
+    try:
+        assert ssh.run(["true"], timeout=30).rc == 0
+    finally:
+        ssh.close()
