@@ -5,8 +5,10 @@
   Nothing is ever accepted silently.
 * Every command has a deadline. When it fires the remote process is killed (its
   pid is captured when it starts), not just abandoned.
-* A dead link is noticed within ~45 s: keepalive packets every 15 s and a TCP
-  user timeout make the kernel drop a connection whose packets go unanswered.
+* A dead link is noticed within ~45 s: while a command is silent, the server is
+  asked for a reply every 15 s, and a link that gives none within 30 s more is
+  declared dead (a hung or unplugged board); a TCP user timeout makes the kernel
+  drop a connection whose packets go unacknowledged as long.
 * Files go over SFTP to ``NAME.part`` and are renamed into place, so a dropped
   link never leaves a half file under the final name.
 """
@@ -21,6 +23,7 @@ import posixpath
 import re
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -118,12 +121,44 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         )
 
 
-def _tcp_socket(host: str, port: int, timeout: float) -> socket.socket:
+def _tcp_socket(host: str, port: int, timeout: float, dead_link_s: float = DEAD_LINK_S) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: drop the link when data stays unacknowledged
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_S * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_link_s * 1000))
     return sock
+
+
+class _Liveness:
+    """Asks the server for a reply after ``every_s`` of silence; none within ``dead_after_s`` in all
+    means the link is dead. paramiko's own keepalive wants no reply, so it cannot tell."""
+
+    def __init__(self, transport: paramiko.Transport, every_s: float, dead_after_s: float) -> None:
+        self.transport = transport
+        self.every_s = every_s
+        self.dead_after_s = dead_after_s
+        self.last = time.monotonic()
+        self._probe: threading.Thread | None = None
+
+    def heard(self) -> None:
+        self.last = time.monotonic()
+
+    def _ask(self) -> None:
+        # OpenSSH answers an unknown global request with a failure message: any answer is a sign of life.
+        self.transport.global_request("keepalive@openssh.com", wait=True)
+
+    def dead(self) -> bool:
+        now = time.monotonic()
+        if self._probe is not None:
+            if not self._probe.is_alive():
+                self._probe = None
+                self.last = now
+            elif now - self.last > self.dead_after_s:
+                return True
+        elif now - self.last > self.every_s:
+            self._probe = threading.Thread(target=self._ask, daemon=True)
+            self._probe.start()
+        return False
 
 
 class SshTransport:
@@ -136,11 +171,15 @@ class SshTransport:
         device: str = "",
         connect_timeout: float = 15.0,
         reconnect_attempts: int = 3,
+        keepalive_s: float = KEEPALIVE_S,
+        dead_link_s: float = DEAD_LINK_S,
     ) -> None:
         self.target = target
         self.device = device or target.alias
         self.connect_timeout = connect_timeout
         self.reconnect_attempts = reconnect_attempts
+        self.keepalive_s = keepalive_s
+        self.dead_link_s = dead_link_s
         self._client: paramiko.SSHClient | None = None
         self._jump: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -155,7 +194,7 @@ class SshTransport:
 
     def _open_socket(self) -> socket.socket | paramiko.Channel:
         if not self.target.proxy_jump:
-            return _tcp_socket(self.target.hostname, self.target.port, self.connect_timeout)
+            return _tcp_socket(self.target.hostname, self.target.port, self.connect_timeout, self.dead_link_s)
         jump_user, _, jump_host = self.target.proxy_jump.rpartition("@")
         jump_host, _, jump_port = jump_host.partition(":")
         jump_target = SshTarget.resolve(
@@ -206,7 +245,7 @@ class SshTransport:
             ) from None
         transport = client.get_transport()
         assert transport is not None
-        transport.set_keepalive(KEEPALIVE_S)
+        transport.set_keepalive(int(self.keepalive_s))
         return client
 
     def client(self) -> paramiko.SSHClient:
@@ -318,6 +357,9 @@ class SshStream:
         self._deadline_s = deadline_s
         self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._channel = ssh._start(argv, env)
+        transport = self._channel.get_transport()
+        assert transport is not None
+        self._liveness = _Liveness(transport, ssh.keepalive_s, ssh.dead_link_s)
         self._pid: int | None = None
         self._stderr = bytearray()
         self._result: Completed | None = None
@@ -342,6 +384,8 @@ class SshStream:
         channel = self._channel
         while True:
             select.select([channel], [], [], POLL_S)
+            if channel.recv_stderr_ready() or channel.recv_ready():
+                self._liveness.heard()
             while channel.recv_stderr_ready():
                 self._stderr += channel.recv_stderr(65536)
             if channel.recv_ready():
@@ -359,6 +403,9 @@ class SshStream:
             if channel.exit_status_ready() and not channel.recv_ready():
                 break
             if not self._link_alive():
+                raise self._link_lost()
+            if self._liveness.dead():
+                self._ssh.close()  # a silent link: drop it, the next command reconnects
                 raise self._link_lost()
             now = time.monotonic()
             if self._deadline is not None and now > self._deadline:

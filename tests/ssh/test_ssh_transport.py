@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from sshd_server import keygen
+from sshd_server import descendants, keygen
 
 from hwlab.cli import main
 from hwlab.errors import CommandTimeout
 from hwlab.transport import connect, ssh_target
-from hwlab.transport.ssh import HostKeyChanged, SshTarget, SshTransport, UnknownHostKey
+from hwlab.transport.ssh import HostKeyChanged, LinkLost, SshTarget, SshTransport, UnknownHostKey
 
 
 def test_run_exit_codes_and_streams(sshd) -> None:  # type: ignore[no-untyped-def]
@@ -140,4 +142,25 @@ def test_devices_trust_adds_the_key_after_checking_its_fingerprint(sshd, tmp_pat
     try:
         assert ssh.run(["true"], timeout=30).rc == 0
     finally:
+        ssh.close()
+
+
+def test_a_silent_link_is_declared_dead_within_the_keepalive_bound(sshd) -> None:  # type: ignore[no-untyped-def]
+    """A hung board (every server process stopped: TCP still up, nothing answers) is noticed by the probe."""
+    ssh = SshTransport(ssh_target(sshd.device()), device="board", keepalive_s=1, dead_link_s=4)
+    try:
+        stream = ssh.stream(["sh", "-c", "echo started; sleep 600.5"], line_timeout=300)
+        lines = iter(stream)
+        assert next(lines) == "started"
+        stopped = [sshd.proc.pid, *descendants(sshd.proc.pid)]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(LinkLost):
+            next(lines)
+        assert time.monotonic() - start < 30  # 4 s configured; generous for a loaded machine
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         ssh.close()
