@@ -18,7 +18,7 @@ from typing import Any
 import hwlab
 from hwlab.deploy import Deployer
 from hwlab.errors import BackendUnavailable, RunnerError
-from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
+from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import RUNTIMES, DeviceSpec
 from hwlab.lock import device_lock
 from hwlab.measure import MeasureSettings
@@ -36,10 +36,32 @@ Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
 
 
 @dataclass(frozen=True)
+class ModelItem:
+    """Anything to measure: a key, the columns that describe it, and how to export it to a format."""
+
+    key: str
+    fields: dict[str, Any]
+    export: Callable[[str], ExportedModel]
+
+    @classmethod
+    def of_spec(cls, spec: OpSpec) -> ModelItem:
+        return cls(spec.key, spec.fields(), lambda fmt: export_spec(spec, fmt))
+
+    @classmethod
+    def of_module(cls, key: str, module: Any, example_inputs: Any, fields: dict[str, Any]) -> ModelItem:
+        """A torch module (a whole model, a chain of ops) measured under ``key``."""
+        return cls(key, fields, lambda fmt: export_module(module, example_inputs, fmt, name=key))
+
+
+def as_item(thing: OpSpec | ModelItem) -> ModelItem:
+    return thing if isinstance(thing, ModelItem) else ModelItem.of_spec(thing)
+
+
+@dataclass(frozen=True)
 class ProfileRequest:
     device: DeviceSpec
     backend: str
-    specs: Sequence[OpSpec]
+    specs: Sequence[OpSpec | ModelItem]
     space: str
     space_params: dict[str, Any] = field(default_factory=dict)
     table_name: str | None = None
@@ -178,23 +200,23 @@ def _profile_locked(
     table = LookupTable.at(request.tables_root, request.table_id)
     table.open_for_append(fixed, {**_table_meta(request, facts), "placement": list(placement.notes)})
 
-    by_key = {spec.key: spec for spec in request.specs}
+    by_key = {item.key: item for item in map(as_item, request.specs)}
     done = table.keys("ok") if request.retry_errors else table.keys()
     if request.retry_errors:
         table.drop(table.keys() - done)
-    todo = [spec for key, spec in by_key.items() if key not in done]
+    todo = [item for key, item in by_key.items() if key not in done]
     report = ProfileReport(table=table, planned=len(by_key), skipped=len(by_key) - len(todo))
     if not todo:
         return report
 
     fmt = FORMAT_FOR_RUNTIME[request.backend]
     models = []
-    for i, spec in enumerate(todo):
-        progress("export", i, len(todo), spec.key)
-        exported = export_spec(spec, fmt)
+    for i, item in enumerate(todo):
+        progress("export", i, len(todo), item.key)
+        exported = item.export(fmt)
         models.append(
             {
-                "key": spec.key,
+                "key": item.key,
                 "path": deployer.model(exported.path, exported.sha256),
                 "inputs": [{"shape": list(s), "dtype": "float32"} for s in exported.input_shapes],
             }
@@ -239,7 +261,7 @@ def _run_benchmark_model(
     deployer: Deployer,
     models: list[dict[str, Any]],
     placement: Placement,
-    by_key: dict[str, OpSpec],
+    by_key: dict[str, ModelItem],
     table: LookupTable,
     report: ProfileReport,
     request: ProfileRequest,
@@ -262,16 +284,21 @@ def _run_benchmark_model(
 
 def _append_result(
     result: dict[str, Any],
-    by_key: dict[str, OpSpec],
+    by_key: dict[str, ModelItem],
     table: LookupTable,
     report: ProfileReport,
     request: ProfileRequest,
 ) -> None:
-    spec = by_key.get(result.get("key", ""))
-    if spec is None:
+    item = by_key.get(result.get("key", ""))
+    if item is None:
         raise RunnerError(f"the device returned a result for an unknown key {result.get('key')!r}")
     row, samples = row_from_result(
-        result, spec, device=request.device.name, backend=request.backend, emulated=request.device.emulated
+        result,
+        item.key,
+        item.fields,
+        device=request.device.name,
+        backend=request.backend,
+        emulated=request.device.emulated,
     )
     table.append(row, samples)
     report.measured.append(row)
@@ -291,7 +318,7 @@ def _power_request(wish: str | None, device: DeviceSpec) -> dict[str, Any] | Non
 def _run_job(
     deployer: Deployer,
     job: dict[str, Any],
-    by_key: dict[str, OpSpec],
+    by_key: dict[str, ModelItem],
     table: LookupTable,
     report: ProfileReport,
     request: ProfileRequest,

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from hwlab.cli.interop import register_interop
 from hwlab.errors import TableError
 from hwlab.tables import LookupTable, TableId, list_tables
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.add_argument("--sort", default="median_ms", help="column to sort by (default: median_ms)")
     show.add_argument("--json", action="store_true", help="print the rows as JSON")
     show.set_defaults(handler=cmd_show)
+    register_interop(tsub)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hwlab.space import OpSpec
-
 UNSTABLE_IQR_REL = 0.10  # IQR/median above this is flagged as unstable
 SUMMARY_COLUMNS = ("median", "p10", "p90", "iqr", "mean", "std", "min")
 
@@ -52,12 +50,13 @@ def _governor_note(request: dict[str, Any] | None) -> str | None:
 
 
 def row_from_result(
-    result: dict[str, Any], spec: OpSpec, *, device: str, backend: str, emulated: bool
+    result: dict[str, Any], key: str, fields: dict[str, Any], *, device: str, backend: str, emulated: bool
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The table row for a result, and the raw data to store beside it (None for an error)."""
+    """The table row for a result (``fields`` describe what was measured, e.g. an OpSpec's), and the raw
+    data to store beside it (None for an error)."""
     row: dict[str, Any] = {
-        "key": spec.key,
-        **spec.fields(),
+        "key": key,
+        **fields,
         "status": result.get("status", "error"),
         "error": result.get("error"),
         "device": device,

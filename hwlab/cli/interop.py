@@ -1,0 +1,116 @@
+"""`hwlab tables import` and `hwlab tables export`: published lookup tables in, OFA-format YAML out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from hwlab.errors import TableError
+from hwlab.tables import LookupTable, TableId
+from hwlab.tables.interop import FORMATS, export_ofa_yaml, identify, import_yaml
+
+TABLES_HELP = "tables folder (default: ./tables)"
+
+
+def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `import` and `export` to the subparsers of `hwlab tables`."""
+    imp = tsub.add_parser(
+        "import",
+        help="import published lookup tables (OFA, ProxylessNAS YAML)",
+        description=(
+            "Import published per-block latency tables as hwlab tables, one table per file. "
+            "Rows are marked as imported and keep their provenance; they hold the published mean, std and count "
+            "(no median, no raw samples). Files shipped in the shared data folder are recognised by content; "
+            "for any other file say where it comes from with --source."
+        ),
+    )
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="YAML lookup table(s)")
+    imp.add_argument("--device", required=True, help="device the numbers were measured on (table folder and rows)")
+    imp.add_argument("--backend", default="imported", help="backend folder of the table (default: imported)")
+    imp.add_argument("--table", help="table name (one PATH only; default: named after the file)")
+    imp.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="file format (default: auto)")
+    imp.add_argument("--source", help="provenance 'owner/repo @ commit, path' (needed for unrecognised files)")
+    imp.add_argument("--source-device", help="the device as the source describes it (default: --device)")
+    imp.add_argument("--resolution", type=int, help="input resolution (default: read from the first conv's key)")
+    imp.add_argument("--tables", type=Path, default=Path("tables"), help=TABLES_HELP)
+    imp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    imp.set_defaults(handler=cmd_import)
+
+    exp = tsub.add_parser(
+        "export",
+        help="write a table as OFA-format YAML",
+        description="Write a table as `key: {count, mean, std}` in ms, the format OFA's latency predictors read.",
+    )
+    exp.add_argument("table", help="DEVICE/BACKEND/NAME, e.g. note10/imported/ofa-note10-224")
+    exp.add_argument("--format", choices=("ofa",), required=True, help="output format")
+    exp.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="YAML file to write")
+    exp.add_argument("--tables", type=Path, default=Path("tables"), help=TABLES_HELP)
+    exp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    exp.set_defaults(handler=cmd_export)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    if args.table and len(args.paths) > 1:
+        raise TableError(
+            f"--table names one table but {len(args.paths)} files were given",
+            hint="import one file per --table, or leave --table out to name each table after its file",
+        )
+    done: list[dict[str, Any]] = []
+    for path in args.paths:
+        known = identify(path)
+        source = args.source or (known.source if known else None)
+        if not source:
+            raise TableError(
+                f"{path} is not a published file hwlab recognises, so its provenance is unknown",
+                hint="say where it comes from: --source 'owner/repo @ commit, path'",
+            )
+        name = args.table or (known.table if known else path.stem)
+        tid = TableId(args.device, args.backend, name)
+        report = import_yaml(
+            path,
+            LookupTable.at(args.tables, tid),
+            device=args.device,
+            source=source,
+            format=args.format,
+            resolution=args.resolution,
+            backend=args.backend,
+            source_device=args.source_device or (known.source_device if known else None),
+        )
+        done.append(
+            {
+                "path": str(path),
+                "table": str(tid),
+                "format": report.format,
+                "imported_from": source,
+                "added": len(report.rows),
+                "skipped": len(report.skipped),
+            }
+        )
+    if args.json:
+        print(json.dumps(done, indent=2))
+        return 0
+    console = Console()
+    for d in done:
+        again = f", {d['skipped']} already there" if d["skipped"] else ""
+        console.print(f"{d['path']} -> [bold]{d['table']}[/]: {d['added']} rows added{again} ({d['imported_from']})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    tid = TableId.parse(args.table)
+    table = LookupTable.at(args.tables, tid)
+    if not table.exists:
+        raise TableError(f"no table {tid} under {args.tables}", hint="see `hwlab tables list`")
+    report = export_ofa_yaml(table, args.output)
+    if args.json:
+        print(json.dumps({"path": str(report.path), "written": report.written, "skipped": report.skipped}, indent=2))
+        return 0
+    console = Console()
+    console.print(f"{tid} -> {report.path}: {report.written} rows")
+    for key, why in report.skipped.items():
+        console.print(f"  [yellow]left out[/] {key}: {why}")
+    return 0
