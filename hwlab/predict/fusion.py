@@ -1,0 +1,102 @@
+"""Measure which op pairs a device's runtime fuses (nn-Meter's test), into FusionRules.
+
+For each candidate pair (first, second) and each probe shape, three models are
+measured through the normal profiling path: first alone, second alone, and the
+chain. The pair is fused when T1 + T2 - T12 > alpha * min(T1, T2), with the
+times the medians over the probe shapes, each less the fixed cost of one
+inference (measured on a model that does almost nothing). Every measurement lands in the table
+``tables/<device>/<backend>/fusion`` like any other row, so an interrupted probe
+resumes and nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hwlab.predict.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
+from hwlab.predict.probes import Probe, probe_inputs
+from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.transport import Transport
+
+# (first, second) pairs whose fusion matters for CNNs: conv/dwconv/fc followed by
+# normalisation, activations, residual add, concat, pooling and channel shuffle.
+PAIRS: tuple[tuple[str, str], ...] = (
+    *((first, second) for first in ("conv", "dwconv")
+      for second in ("bn", "relu", "relu6", "hswish", "add", "concat", "maxpool", "avgpool", "reshape")),
+    ("fc", "relu"), ("fc", "relu6"), ("fc", "hswish"), ("fc", "add"),
+    ("add", "relu"), ("add", "relu6"), ("bn", "relu"), ("bn", "relu6"),
+)  # fmt: skip
+# (spatial size, channels) of the probes: a large-activation and a small-activation case.
+SHAPES: tuple[tuple[int, int], ...] = ((28, 32), (14, 96))
+
+
+def _item(first: str | None, second: str | None, size: int, channels: int) -> ModelItem:
+    """One probe model; anything paired with fc works on (1, C) activations."""
+    flat = "fc" in (first, second) or size == 1
+    side = 1 if flat else size
+    parts = "+".join(p for p in (first, second) if p)
+    key = f"fusion-{parts}-input:{side}x{side}x{channels}"
+    fields = {"op": parts, "first": first, "second": second, "input_h": side, "input_w": side, "cin": channels}
+    module = Probe(first, second, channels).eval()
+    return ModelItem.of_module(key, module, probe_inputs(first, second, side, channels, flat), fields)
+
+
+def _probe_keys(first: str, second: str, size: int, channels: int) -> tuple[ModelItem, ModelItem, ModelItem]:
+    """(first alone, second alone on first's output, the pair)."""
+    side = 1 if first == "fc" else size
+    return _item(first, None, size, channels), _item(None, second, side, channels), _item(first, second, size, channels)
+
+
+# A model that does almost nothing (a ReLU on one number): its latency is the runtime's fixed cost.
+OVERHEAD = _item(None, "relu", 1, 1)
+
+
+def probe_items(
+    pairs: Sequence[tuple[str, str]] = PAIRS, shapes: Sequence[tuple[int, int]] = SHAPES
+) -> list[ModelItem]:
+    """Every model the probe measures: the fixed-cost model, each op alone (once per shape) and each pair."""
+    items: dict[str, ModelItem] = {OVERHEAD.key: OVERHEAD}
+    for size, channels in shapes:
+        for first, second in pairs:
+            for item in _probe_keys(first, second, size, channels):
+                items.setdefault(item.key, item)
+    return list(items.values())
+
+
+def rules_from_table(
+    rows: dict[str, dict],  # type: ignore[type-arg]
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+    shapes: Sequence[tuple[int, int]] = SHAPES,
+    alpha: float = DEFAULT_ALPHA,
+) -> FusionRules:
+    """Decide each pair from measured rows (medians over the probe shapes); unmeasured pairs decide nothing."""
+    if rows.get(OVERHEAD.key, {}).get("status") != "ok":
+        return FusionRules.from_evidence([], alpha)
+    overhead = rows[OVERHEAD.key]["median_ms"]
+    evidence = []
+    for first, second in pairs:
+        probes = [_probe_keys(first, second, s, c) for s, c in shapes]
+        keys = [[p[i].key for p in probes] for i in range(3)]
+        if not all(rows.get(k, {}).get("status") == "ok" for ks in keys for k in ks):
+            continue
+        t1, t2, t12 = (statistics.median(rows[k]["median_ms"] for k in ks) for ks in keys)
+        evidence.append(FusionEvidence(first, second, t1, t2, t12, overhead))
+    return FusionRules.from_evidence(evidence, alpha)
+
+
+def measure_fusion_rules(
+    request: ProfileRequest,
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+    shapes: Sequence[tuple[int, int]] = SHAPES,
+    alpha: float = DEFAULT_ALPHA,
+    progress: Progress | None = None,
+    transport: Transport | None = None,
+) -> FusionRules:
+    """Profile the probes on the request's device and backend (table ``fusion``) and decide the rules."""
+    request = replace(
+        request, specs=probe_items(pairs, shapes), space="fusion", table_name=request.table_name or "fusion"
+    )
+    report = profile(request, progress, transport=transport)
+    return rules_from_table(report.table.rows(), pairs, shapes, alpha)

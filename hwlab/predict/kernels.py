@@ -1,0 +1,93 @@
+"""Kernels: what a runtime actually executes once it has fused neighbouring ops.
+
+A model's latency is predicted per kernel, not per op: onnxruntime runs a
+Conv followed by a Relu as one FusedConv, so their latencies do not add. Which
+pairs fuse is measured per (device, backend) and kept as :class:`FusionRules`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Op categories the graph splitter knows (ONNX op types map onto these).
+CATEGORIES = (
+    "conv", "dwconv", "fc", "bn", "relu", "relu6", "hswish", "sigmoid", "swish", "add", "mul", "concat",
+    "maxpool", "avgpool", "gap", "reshape", "transpose", "slice", "gather", "split", "flatten", "pad",
+)  # fmt: skip
+
+# The numeric features of every kernel, in the order regressors see them.
+FEATURES = (
+    "h", "w", "cin", "cout", "kernel", "stride", "groups", "flops", "params", "bytes_in", "bytes_out",
+)  # fmt: skip
+
+DEFAULT_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class FusionEvidence:
+    """One measured pair: each op alone and the two together (ms), and the runtime's fixed cost of
+    one inference (``overhead_ms``, measured on a model that does almost nothing).
+
+    Every standalone model pays that fixed cost once, so without removing it two
+    ops measured apart always look "fused" by exactly that much.
+    """
+
+    first: str
+    second: str
+    t_first_ms: float
+    t_second_ms: float
+    t_pair_ms: float
+    overhead_ms: float = 0.0
+
+    @property
+    def saving_ms(self) -> float:
+        """(T1 - O) + (T2 - O) - (T12 - O): what running them together saves, fixed cost removed."""
+        return self.t_first_ms + self.t_second_ms - self.t_pair_ms - self.overhead_ms
+
+    def fused(self, alpha: float = DEFAULT_ALPHA) -> bool:
+        """nn-Meter's test on overhead-free times: fused when the saving exceeds alpha * min(T1, T2)."""
+        return self.saving_ms > alpha * min(self.t_first_ms - self.overhead_ms, self.t_second_ms - self.overhead_ms)
+
+
+@dataclass(frozen=True)
+class FusionRules:
+    """The (first, second) category pairs a runtime fuses, with the measurements that decided them."""
+
+    fused: frozenset[tuple[str, str]]
+    alpha: float = DEFAULT_ALPHA
+    evidence: tuple[FusionEvidence, ...] = field(default=())
+
+    def fuses(self, first: str, second: str) -> bool:
+        return (first, second) in self.fused
+
+    @classmethod
+    def from_evidence(cls, evidence: list[FusionEvidence], alpha: float = DEFAULT_ALPHA) -> FusionRules:
+        return cls(frozenset((e.first, e.second) for e in evidence if e.fused(alpha)), alpha, tuple(evidence))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "fused": sorted(list(p) for p in self.fused),
+            "evidence": [e.__dict__ for e in self.evidence],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FusionRules:
+        return cls(
+            frozenset((a, b) for a, b in data["fused"]),
+            float(data["alpha"]),
+            tuple(FusionEvidence(**e) for e in data.get("evidence", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One executed kernel: its type (categories joined by '+'), the ONNX nodes in it, its features."""
+
+    type: str
+    nodes: tuple[str, ...]
+    features: dict[str, float]
+
+    def vector(self) -> list[float]:
+        return [float(self.features.get(name, 0.0)) for name in FEATURES]

@@ -1,0 +1,56 @@
+"""Fusion rules: measured on onnxruntime (which fuses Conv+Relu), and decided exactly from rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.measure import MeasureSettings
+from hwlab.predict.fusion import OVERHEAD, measure_fusion_rules, probe_items, rules_from_table
+from hwlab.predict.kernels import FusionEvidence, FusionRules
+from hwlab.profile import ProfileRequest
+
+
+def test_onnxruntime_fuses_conv_and_relu_but_not_add_and_relu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+    request = ProfileRequest(
+        device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="fusion", tables_root=tmp_path / "t",
+        settings=MeasureSettings(min_time_s=0.1, ci_rel=0.01),
+    )  # fmt: skip
+    rules = measure_fusion_rules(request, pairs=[("conv", "relu"), ("add", "relu")], shapes=[(28, 32)])
+    assert rules.fuses("conv", "relu")  # onnxruntime's FusedConv
+    assert not rules.fuses("add", "relu")  # two kernels on the CPU provider
+    assert {(e.first, e.second) for e in rules.evidence} == {("conv", "relu"), ("add", "relu")}
+    assert all(e.overhead_ms > 0 for e in rules.evidence)
+
+
+def _rows(times: dict[str, float]) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {k: {"status": "ok", "median_ms": v} for k, v in times.items()}
+
+
+def test_rules_from_rows_subtract_the_fixed_cost() -> None:
+    pairs, shapes = [("conv", "relu"), ("conv", "relu6")], [(28, 32)]
+    keys = [item.key for item in probe_items(pairs, shapes)]
+    assert keys == [
+        OVERHEAD.key,
+        "fusion-conv-input:28x28x32",
+        "fusion-relu-input:28x28x32",
+        "fusion-conv+relu-input:28x28x32",
+        "fusion-relu6-input:28x28x32",
+        "fusion-conv+relu6-input:28x28x32",
+    ]
+    times = dict(zip(keys, [0.003, 0.103, 0.005, 0.1035, 0.005, 0.106], strict=True))
+    rules = rules_from_table(_rows(times), pairs, shapes)
+    # conv+relu: saving 0.103 + 0.005 - 0.1035 - 0.003 = 0.0015 > 0.5 * min(0.100, 0.002) = 0.001
+    # conv+relu6: saving 0.103 + 0.005 - 0.106 - 0.003 = -0.001
+    assert rules.fused == frozenset({("conv", "relu")})
+    assert rules.evidence[0].saving_ms == pytest.approx(0.0015)
+    del times["fusion-conv+relu6-input:28x28x32"]  # an unmeasured pair decides nothing
+    assert [(e.first, e.second) for e in rules_from_table(_rows(times), pairs, shapes).evidence] == [("conv", "relu")]
+
+
+def test_rules_round_trip_through_json() -> None:
+    rules = FusionRules.from_evidence([FusionEvidence("conv", "relu", 0.1, 0.005, 0.1, 0.003)])
+    assert FusionRules.from_json(rules.to_json()) == rules
