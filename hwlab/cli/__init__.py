@@ -7,7 +7,7 @@ import sys
 import warnings
 
 import hwlab
-from hwlab.cli import devices, profile, tables
+from hwlab.cli import devices, predict, profile, tables
 from hwlab.cli.console import stderr_console
 from hwlab.errors import HwlabError
 
@@ -18,7 +18,10 @@ hwlab measures what a CNN costs on a specific device.
   hwlab doctor --device local        what the device is: CPU, clusters, governor, thermal, runtimes
   hwlab spaces                       the operator spaces that can be profiled
   hwlab profile --device local       measure a space's operators into a lookup table (resumable)
-  hwlab tables list | show ID        read the lookup tables
+  hwlab tables list | show ID        read the lookup tables (import/export OFA and ProxylessNAS YAML)
+  hwlab predictors rules | fit       measure fusion rules; fit a fusion-aware latency predictor
+  hwlab predict MODEL.onnx           predicted latency on a device, kernel by kernel
+  hwlab predictors eval              held-out accuracy: FLOPs-linear vs lookup-table sum vs hwlab
 """
 
 
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     devices.register(sub)
     profile.register(sub)
     tables.register(sub)
+    predict.register(sub)
     return parser
 
 

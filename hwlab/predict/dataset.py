@@ -1,0 +1,75 @@
+"""Kernel training data: the kernels of real models, cut out and measured alone on the device.
+
+Models (SPOS architectures and the zoo's families) are exported and split under
+the device's fusion rules; every distinct kernel is measured as a standalone
+model into the ``kernels`` table, whose rows carry the kernel type and features.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwlab.export import export_module
+from hwlab.predict.extract import KernelModel, kernel_models, save_kernel_model
+from hwlab.predict.kernels import FEATURES, FusionRules
+from hwlab.profile import ModelItem
+from hwlab.space import SposConfig
+from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
+
+
+def training_models(seed: int, spos_count: int, family_count: int, spos_config: SposConfig) -> list[ZooModel]:
+    """Seeded SPOS architectures and models of each zoo family."""
+    rng = random.Random(seed)
+    spos = [spos_model(spos_config, *random_spos_arch(rng, spos_config)) for _ in range(spos_count)]
+    families = [m for family in FAMILIES for m in sample_family(family, family_count, seed)]
+    return spos + families
+
+
+def onnx_path(model: ZooModel) -> str:
+    return str(export_module(model.build(), torch.randn(model.input_shape), "onnx", name=model.name).path)
+
+
+def kernel_item(item: KernelModel) -> ModelItem:
+    """A kernel as something to profile: its rows carry the type and every feature."""
+    fields: dict[str, Any] = {"op": item.kernel.type, **item.kernel.features}
+    return ModelItem(item.key, fields, lambda fmt: save_kernel_model(item))
+
+
+def distinct_kernels(models: Iterable[ZooModel], rules: FusionRules) -> list[ModelItem]:
+    """The distinct kernels of the models, as profile items (the first model to show one wins)."""
+    items: dict[str, ModelItem] = {}
+    for model in models:
+        for km in kernel_models(onnx_path(model), rules):
+            items.setdefault(km.key, kernel_item(km))
+    return list(items.values())
+
+
+@dataclass(frozen=True)
+class KernelRows:
+    """Measured kernels of one type: features and latencies."""
+
+    X: np.ndarray
+    y_ms: np.ndarray
+    keys: list[str]
+
+
+def rows_by_type(rows: Sequence[dict[str, Any]]) -> dict[str, KernelRows]:
+    """Group measured kernel rows by type for fitting (failed rows are left out)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "ok" and row.get("median_ms"):
+            grouped.setdefault(row["op"], []).append(row)
+    return {
+        kernel_type: KernelRows(
+            np.array([[float(r.get(f) or 0.0) for f in FEATURES] for r in found]),
+            np.array([r["median_ms"] for r in found]),
+            [r["key"] for r in found],
+        )
+        for kernel_type, found in grouped.items()
+    }

@@ -1,0 +1,145 @@
+"""How well predictors do on models they never saw, measured end to end on the device.
+
+Three predictors side by side on held-out SPOS architectures and zoo families:
+
+* ``flops-linear``: latency = a * MACs + b, fitted on the calibration models;
+* ``lut-sum``: the sum of every ONNX op's latency measured alone (a lookup table
+  of ops, no fusion, no overhead: what FLOPs-free LUT tools do);
+* ``hwlab``: fused kernels, per-kernel regressors and the overhead term.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from hwlab.errors import TableError
+from hwlab.predict.dataset import distinct_kernels, onnx_path
+from hwlab.predict.kernels import FusionRules
+from hwlab.predict.predictor import Predictor
+from hwlab.predict.regress import rmspe, within
+from hwlab.predict.train import FitPlan, calibration_models, model_item
+from hwlab.profile import ProfileRequest, Progress, profile
+from hwlab.tables import LookupTable
+from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
+
+NO_FUSION = FusionRules(frozenset())
+
+
+@dataclass(frozen=True)
+class Scores:
+    rmse_ms: float
+    rmspe: float
+    within_5: float
+    within_10: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Scores:
+        return cls(
+            float(np.sqrt(np.mean((predicted - measured) ** 2))),
+            rmspe(predicted, measured),
+            within(predicted, measured, 0.05),
+            within(predicted, measured, 0.10),
+        )
+
+
+@dataclass
+class Evaluation:
+    """Measured and predicted latency per held-out model, by predictor."""
+
+    names: list[str]
+    sets: list[str]  # "spos" or "families"
+    measured: np.ndarray
+    predicted: dict[str, np.ndarray]
+
+    def scores(self) -> dict[str, dict[str, Scores]]:
+        out: dict[str, dict[str, Scores]] = {}
+        mask = {s: np.array([x == s for x in self.sets]) for s in ("spos", "families")}
+        for name, values in self.predicted.items():
+            out[name] = {s: Scores.of(values[m], self.measured[m]) for s, m in mask.items() if m.any()}
+        return out
+
+    def plot(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(self.predicted), figsize=(5 * len(self.predicted), 4.6), squeeze=False)
+        top = max(float(self.measured.max()), *(float(v.max()) for v in self.predicted.values())) * 1.1
+        for ax, (name, values) in zip(axes[0], self.predicted.items(), strict=True):
+            for group, marker in (("spos", "o"), ("families", "^")):
+                m = np.array([x == group for x in self.sets])
+                ax.scatter(self.measured[m], values[m], s=12, marker=marker, label=group, alpha=0.7)
+            ax.plot([0, top], [0, top], "k-", lw=0.8)
+            ax.fill_between([0, top], [0, top * 0.9], [0, top * 1.1], color="grey", alpha=0.15, label="±10%")
+            ax.set(xscale="log", yscale="log", xlabel="measured (ms)", ylabel="predicted (ms)", title=name)
+            ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def held_out_models(plan: FitPlan, spos_count: int, family_count: int, seed: int) -> list[ZooModel]:
+    """Models no fit has seen: a seed of their own."""
+    rng = random.Random(seed)
+    config = plan.spos_config
+    spos = [spos_model(config, *random_spos_arch(rng, config)) for _ in range(spos_count)]
+    return spos + [m for f in FAMILIES for m in sample_family(f, family_count, seed)]
+
+
+def _fit_flops_linear(models: list[ZooModel], measured: dict[str, float]) -> tuple[float, float]:
+    macs = np.array([m.macs for m in models if m.name in measured], dtype=float)
+    times = np.array([measured[m.name] for m in models if m.name in measured])
+    w = 1.0 / times
+    (a, b), *_ = np.linalg.lstsq(np.stack([macs * w, w], axis=1), times * w, rcond=None)
+    return float(a), float(b)
+
+
+def evaluate(
+    base: ProfileRequest,
+    predictor: Predictor,
+    plan: FitPlan,
+    *,
+    spos_count: int,
+    family_count: int,
+    seed: int = 1000,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Measure held-out models (table ``models``) and their ops alone (table ``ops``), then predict."""
+    models = held_out_models(plan, spos_count, family_count, seed)
+    calibration = calibration_models(plan, plan.seed + 1)
+    whole = replace(base, specs=[model_item(m) for m in [*calibration, *models]], space="models",
+                    table_name="models", settings=plan.model_settings)  # fmt: skip
+    table = profile(whole, progress).table
+    measured = {r["key"]: r["median_ms"] for r in LookupTable(table.folder) if r.get("status") == "ok"}
+    ops = distinct_kernels(models, NO_FUSION)
+    op_table = profile(replace(base, specs=ops, space="ops", table_name="ops", settings=plan.kernel_settings), progress)
+    op_ms = {r["key"]: r["median_ms"] for r in LookupTable(op_table.table.folder) if r.get("status") == "ok"}
+    a, b = _fit_flops_linear(calibration, measured)
+
+    from hwlab.predict.extract import kernel_models
+
+    kept = [m for m in models if m.name in measured]
+    flops, lut, ours = [], [], []
+    for model in kept:
+        path = onnx_path(model)
+        flops.append(a * model.macs + b)
+        keys = [km.key for km in kernel_models(path, NO_FUSION)]
+        missing = [k for k in keys if k not in op_ms]
+        if missing:  # never a silent 0: the lookup table must hold every op
+            raise TableError(f"{len(missing)} ops of {model.name} failed to measure, e.g. {missing[0]!r}",
+                             hint="see `hwlab tables show DEVICE/BACKEND/ops`; rerun with --retry-errors")  # fmt: skip
+        lut.append(sum(op_ms[k] for k in keys))
+        ours.append(predictor.predict_onnx(path, allow_unknown=True).total_ms)
+    return Evaluation(
+        [m.name for m in kept],
+        ["spos" if m.family == "spos" else "families" for m in kept],
+        np.array([measured[m.name] for m in kept]),
+        {"flops-linear": np.array(flops), "lut-sum": np.array(lut), "hwlab": np.array(ours)},
+    )

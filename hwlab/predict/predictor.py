@@ -1,0 +1,143 @@
+"""Predict a model's latency: split it into kernels, predict each, add the learned overhead.
+
+    total = sum of kernel predictions + per_kernel_ms * kernels + fixed_ms
+
+Standalone kernels were measured one model each, so each kernel prediction holds
+one inference's fixed cost; the overhead term, fitted on whole models measured
+end to end, takes back what a real graph does not pay per kernel (and adds what
+it pays once).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwlab.errors import HwlabError
+from hwlab.predict.graph import UNKNOWN_PREFIX, onnx_kernels
+from hwlab.predict.kernels import Kernel
+from hwlab.predict.store import LoadedPredictor, load_predictor
+
+
+class UnknownKernelError(HwlabError):
+    """A model holds a kernel type the predictor was not trained on."""
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """The model-level term: per_kernel_ms for each kernel, plus fixed_ms once."""
+
+    per_kernel_ms: float = 0.0
+    fixed_ms: float = 0.0
+
+    def __call__(self, kernels: int) -> float:
+        return self.per_kernel_ms * kernels + self.fixed_ms
+
+
+@dataclass
+class Prediction:
+    """A model's predicted latency with its per-kernel breakdown."""
+
+    total_ms: float
+    kernels: list[tuple[Kernel, float]]
+    overhead_ms: float
+    missing: list[str] = field(default_factory=list)  # kernel types predicted as 0 (lower bound)
+
+    @property
+    def lower_bound(self) -> bool:
+        return bool(self.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.total_ms,
+            "lower_bound": self.lower_bound,
+            "missing_kernel_types": sorted(set(self.missing)),
+            "overhead_ms": self.overhead_ms,
+            "kernels": [
+                {"type": k.type, "nodes": list(k.nodes), "latency_ms": ms, "features": k.features}
+                for k, ms in self.kernels
+            ],
+        }
+
+
+def predictor_dir(root: Path, device: str, backend: str) -> Path:
+    return Path(root) / device / backend
+
+
+class Predictor:
+    """A loaded predictor for one (device, backend)."""
+
+    def __init__(self, loaded: LoadedPredictor) -> None:
+        self.loaded = loaded
+        self.rules = loaded.rules
+        self.overhead = Overhead(**loaded.meta.get("overhead", {}))
+
+    @classmethod
+    def load(cls, device: str, backend: str, root: str | os.PathLike[str] = "predictors") -> Predictor:
+        folder = predictor_dir(Path(root), device, backend)
+        if not (folder / "predictor.json").exists():
+            raise HwlabError(
+                f"no predictor for {device}/{backend} in {root}",
+                hint=f"train one: hwlab predictors fit --device {device} --backend {backend}",
+            )
+        return cls(load_predictor(folder))
+
+    def kernel_ms(self, kernels: list[Kernel], allow_unknown: bool = False) -> tuple[list[float], list[str]]:
+        """Predicted ms per kernel (batched per type), and the types predicted as 0 for want of a regressor."""
+        known = set(self.loaded.kernel_types)
+        missing = sorted({k.type for k in kernels if k.type not in known})
+        if missing and not allow_unknown:
+            raise UnknownKernelError(
+                f"the predictor has no regressor for kernel type(s) {', '.join(missing)}",
+                hint="profile kernels of these types (hwlab predictors fit with models that contain them),"
+                " or pass --allow-unknown for a lower bound",
+            )
+        out = [0.0] * len(kernels)
+        by_type: dict[str, list[int]] = {}
+        for i, k in enumerate(kernels):
+            if k.type in known:
+                by_type.setdefault(k.type, []).append(i)
+        for kernel_type, idx in by_type.items():
+            X = np.array([kernels[i].vector() for i in idx])
+            for i, ms in zip(idx, self.loaded.predict(kernel_type, X), strict=True):
+                out[i] = float(ms)
+        return out, [k.type for k in kernels if k.type not in known]
+
+    def predict_kernels(self, kernels: list[Kernel], allow_unknown: bool = False) -> Prediction:
+        times, missing = self.kernel_ms(kernels, allow_unknown)
+        overhead = self.overhead(len(kernels))
+        total = sum(times) + overhead
+        return Prediction(total, list(zip(kernels, times, strict=True)), overhead, missing)
+
+    def predict_onnx(self, path: str | os.PathLike[str], allow_unknown: bool = False) -> Prediction:
+        kernels = onnx_kernels(Path(path), self.rules, allow_unknown=allow_unknown)
+        if any(k.type.startswith(UNKNOWN_PREFIX) for k in kernels) and not allow_unknown:
+            raise UnknownKernelError("the model holds ops hwlab cannot categorise", hint="pass --allow-unknown")
+        return self.predict_kernels(kernels, allow_unknown)
+
+    def predict(self, model: Any, example_inputs: Any = None, allow_unknown: bool = False) -> Prediction:
+        """A path to an .onnx file, or a torch module with its example inputs."""
+        if isinstance(model, (str, os.PathLike)):
+            return self.predict_onnx(model, allow_unknown)
+        if example_inputs is None:
+            raise HwlabError("a torch module needs example inputs to be exported", hint="pass example_inputs=")
+        from hwlab.export import export_module
+
+        return self.predict_onnx(export_module(model, example_inputs, "onnx").path, allow_unknown)
+
+
+def predict(
+    model: Any,
+    *,
+    device: str = "local",
+    backend: str = "onnxruntime",
+    example_inputs: Any = None,
+    root: str | os.PathLike[str] = "predictors",
+    allow_unknown: bool = False,
+) -> Prediction:
+    """``hwlab.predict(model, device=..., backend=...)``: the latency of an .onnx file or a torch module."""
+    return Predictor.load(device, backend, root).predict(model, example_inputs, allow_unknown)

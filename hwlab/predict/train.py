@@ -1,0 +1,204 @@
+"""Build a predictor for one (device, backend): rules, kernels, regressors, overhead, saved.
+
+1. Fusion rules are measured (table ``fusion``).
+2. Training models are split into kernels under those rules; every distinct
+   kernel is measured alone (table ``kernels``).
+3. One regressor per kernel type is fitted (cross-validated choice of model).
+4. Adaptive sampling, for a set number of rounds: kernels whose out-of-fold error
+   exceeds 10% get neighbours (nearby configurations) measured and added.
+5. Calibration models are measured end to end (table ``models``) and the
+   overhead term is fitted on them.
+Every measurement goes through ``profile`` into a resumable table, so an
+interrupted fit loses nothing and a rerun measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwlab.measure import MeasureSettings
+from hwlab.predict.dataset import distinct_kernels, onnx_path, rows_by_type, training_models
+from hwlab.predict.fusion import measure_fusion_rules
+from hwlab.predict.graph import onnx_kernels
+from hwlab.predict.kernels import FEATURES, FusionRules
+from hwlab.predict.predictor import Overhead, Predictor, predictor_dir
+from hwlab.predict.regress import FittedRegressor, fit_kernel_regressor
+from hwlab.predict.store import load_predictor, save_predictor
+from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.space import SposConfig
+from hwlab.tables import LookupTable
+from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How much to measure; the defaults fit a 2-core machine in minutes."""
+
+    spos_input: int = 64
+    spos_models: int = 12
+    family_models: int = 8
+    calibration_models: int = 6  # per family, and as many SPOS architectures
+    adaptive_rounds: int = 1
+    neighbours: int = 2
+    seed: int = 0
+    kernel_settings: MeasureSettings = MeasureSettings(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
+    model_settings: MeasureSettings = MeasureSettings(min_time_s=0.2, max_time_s=3.0)
+
+    @property
+    def spos_config(self) -> SposConfig:
+        return SposConfig(input_size=self.spos_input, channel_scales=(0.6, 1.0))
+
+
+def model_item(model: ZooModel) -> ModelItem:
+    """A whole model to measure end to end; its row keeps the family and MACs."""
+    fields = {"op": "model", "family": model.family, "macs": model.macs, "input_h": model.input_shape[2]}
+    return ModelItem(model.name, fields, lambda fmt: _export(model, fmt))
+
+
+def _export(model: ZooModel, fmt: str):  # type: ignore[no-untyped-def]
+    from hwlab.export import export_module
+
+    return export_module(model.build(), torch.randn(model.input_shape), fmt, name=model.name)
+
+
+def calibration_models(plan: FitPlan, seed: int) -> list[ZooModel]:
+    rng = random.Random(seed)
+    config = plan.spos_config
+    spos = [spos_model(config, *random_spos_arch(rng, config)) for _ in range(plan.calibration_models)]
+    return spos + [m for f in FAMILIES for m in sample_family(f, plan.calibration_models, seed)]
+
+
+def fit_overhead(sums_ms: np.ndarray, counts: np.ndarray, measured_ms: np.ndarray) -> Overhead:
+    """Least squares on relative error: measured ≈ sum + per_kernel * count + fixed."""
+    weights = 1.0 / measured_ms
+    A = np.stack([counts * weights, weights], axis=1)
+    b = (measured_ms - sums_ms) * weights
+    (per_kernel, fixed), *_ = np.linalg.lstsq(A, b, rcond=None)
+    return Overhead(float(per_kernel), float(fixed))
+
+
+def _fit_all(rows: list[dict[str, Any]], seed: int) -> dict[str, FittedRegressor]:
+    return {t: fit_kernel_regressor(d.X, d.y_ms, seed=seed) for t, d in rows_by_type(rows).items() if len(d.y_ms) >= 2}
+
+
+def _poorly_predicted(rows: list[dict[str, Any]], seed: int, tolerance: float = 0.10) -> list[dict[str, Any]]:
+    """Rows whose out-of-fold prediction misses by more than ``tolerance`` (a quick forest per type)."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.model_selection import cross_val_predict
+
+    poor: list[dict[str, Any]] = []
+    by_key = {r["key"]: r for r in rows}
+    for data in rows_by_type(rows).values():
+        if len(data.y_ms) < 5:
+            continue
+        forest = RandomForestRegressor(n_estimators=100, random_state=seed)
+        folds = min(5, len(data.y_ms))
+        predicted = np.exp(cross_val_predict(forest, np.log1p(data.X), np.log(data.y_ms), cv=folds))
+        errors = np.abs(predicted - data.y_ms) / data.y_ms
+        poor += [by_key[k] for k, e in zip(data.keys, errors, strict=True) if e > tolerance]
+    return poor
+
+
+def _neighbour_items(rows: list[dict[str, Any]], rules: FusionRules, plan: FitPlan, round_: int) -> list[ModelItem]:
+    from hwlab.predict.dataset import kernel_item
+    from hwlab.predict.extract import kernel_models
+    from hwlab.predict.kernelgen import neighbour_items
+    from hwlab.predict.kernels import Kernel
+
+    rng = random.Random(plan.seed * 1000 + round_)
+    items: dict[str, ModelItem] = {}
+    for row in rows:
+        kernel = Kernel(row["op"], (), {f: float(row.get(f) or 0.0) for f in FEATURES})
+        for name, module, inputs in neighbour_items(kernel, rules, rng, plan.neighbours):
+            from hwlab.export import export_module
+
+            path = export_module(module, inputs, "onnx", name=name).path
+            for km in kernel_models(path, rules):
+                if km.kernel.type == kernel.type:
+                    items.setdefault(km.key, kernel_item(km))
+    return list(items.values())
+
+
+def fit_predictor(
+    base: ProfileRequest,
+    plan: FitPlan = FitPlan(),
+    *,
+    root: Path = Path("predictors"),
+    say: Say = print,
+    progress: Progress | None = None,
+) -> Predictor:
+    """Measure what is missing, fit, calibrate and save ``predictors/<device>/<backend>/``."""
+    device, backend = base.device.name, base.backend
+    say("measuring fusion rules")
+    rules = measure_fusion_rules(replace(base, settings=plan.kernel_settings, table_name="fusion"), progress=progress)
+    say(f"fused pairs: {', '.join('+'.join(p) for p in sorted(rules.fused)) or 'none'}")
+
+    models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_config)
+    items = distinct_kernels(models, rules)
+    say(f"{len(items)} distinct kernels in {len(models)} training models")
+    kernel_request = replace(base, specs=items, space="kernels", table_name="kernels", settings=plan.kernel_settings)
+    report = profile(kernel_request, progress)
+    table = report.table
+    wanted = {i.key for i in items}
+    for round_ in range(plan.adaptive_rounds):
+        rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
+        poor = _poorly_predicted(rows, plan.seed)
+        extra = _neighbour_items(poor, rules, plan, round_)
+        say(f"adaptive round {round_ + 1}: {len(poor)} kernels off by > 10%, {len(extra)} neighbours to measure")
+        if not extra:
+            break
+        profile(replace(kernel_request, specs=extra), progress)
+        wanted |= {i.key for i in extra}
+    rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
+    regressors = _fit_all(rows, plan.seed)
+    say(f"fitted {len(regressors)} kernel types")
+
+    calibration = calibration_models(plan, plan.seed + 1)
+    model_report = profile(
+        replace(base, specs=[model_item(m) for m in calibration], space="models", table_name="models",
+                settings=plan.model_settings),
+        progress,
+    )  # fmt: skip
+    measured = {r["key"]: r for r in LookupTable(model_report.table.folder) if r.get("status") == "ok"}
+    folder = predictor_dir(root, device, backend)
+    meta = {
+        "device": device,
+        "backend": backend,
+        "plan": {k: v for k, v in plan.__dict__.items() if not isinstance(v, MeasureSettings)},
+        "tables": {
+            "kernels": {"path": str(table.folder), "sha256": _sha256(table.folder / "ops.jsonl")},
+            "models": {
+                "path": str(model_report.table.folder),
+                "sha256": _sha256(model_report.table.folder / "ops.jsonl"),
+            },
+        },
+    }
+    save_predictor(folder, regressors, rules, meta)  # without overhead, to predict the calibration sums
+    raw = Predictor(load_predictor(folder))
+    sums, counts, times = [], [], []
+    for model in calibration:
+        if model.name not in measured:
+            continue
+        kernels = onnx_kernels(onnx_path(model), rules)
+        ms, _ = raw.kernel_ms(kernels, allow_unknown=True)
+        sums.append(sum(ms))
+        counts.append(len(kernels))
+        times.append(measured[model.name]["median_ms"])
+    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times))
+    say(f"overhead: {overhead.per_kernel_ms * 1000:.2f} µs per kernel, {overhead.fixed_ms * 1000:.1f} µs fixed")
+    save_predictor(folder, regressors, rules, {**meta, "overhead": overhead.__dict__})
+    return Predictor(load_predictor(folder))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
