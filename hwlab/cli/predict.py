@@ -11,7 +11,7 @@ from rich.table import Table
 
 from hwlab.cli.devices import add_inventory_arg
 from hwlab.inventory import get_device
-from hwlab.predict.predictor import Predictor
+from hwlab.predictors.predictor import Predictor
 from hwlab.profile import ProfileRequest
 
 
@@ -98,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from hwlab.predict.fusion import measure_fusion_rules
+    from hwlab.predictors.fusion import measure_fusion_rules
 
     rules = measure_fusion_rules(_base(args))
     if args.json:
@@ -121,7 +121,7 @@ def print_rules(console: Console, rules) -> None:  # type: ignore[no-untyped-def
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from hwlab.predict.train import FitPlan, fit_predictor
+    from hwlab.predictors.train import FitPlan, fit_predictor
 
     plan = FitPlan(
         spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed
@@ -161,8 +161,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hwlab.predict.evaluate import evaluate
-    from hwlab.predict.train import FitPlan
+    from hwlab.predictors.evaluate import evaluate
+    from hwlab.predictors.train import FitPlan
 
     predictor = Predictor.load(args.device, args.backend, args.predictors)
     plan_fields = predictor.loaded.meta.get("plan", {})

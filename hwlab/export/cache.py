@@ -56,12 +56,16 @@ def _class_source(cls: type) -> str:
 
 
 def module_fingerprint(module: nn.Module) -> str:
-    """Hex digest of a module's structure, weights and buffers, and its classes' code.
+    """Hex digest of a module's structure, settings, weights and buffers, and its classes' code.
 
     The class source stands in for forward(): two modules with equal weights and
     repr but different forward code get different fingerprints.
     """
     digest = hashlib.sha256(repr(module).encode())
+    # Plain settings (e.g. which op a generic module applies) shape forward() but show in no repr.
+    for name, sub in module.named_modules():
+        settings = {k: v for k, v in vars(sub).items() if not k.startswith("_") and k != "training"}
+        digest.update(f"{name}:{sorted(settings.items(), key=lambda kv: kv[0])!r}".encode())
     for cls in sorted({type(m) for m in module.modules()}, key=lambda c: (c.__module__, c.__qualname__)):
         digest.update(_class_source(cls).encode())
     for name, tensor in sorted(module.state_dict().items()):

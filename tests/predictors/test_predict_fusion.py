@@ -8,8 +8,8 @@ import pytest
 
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure import MeasureSettings
-from hwlab.predict.fusion import OVERHEAD, measure_fusion_rules, probe_items, rules_from_table
-from hwlab.predict.kernels import FusionEvidence, FusionRules
+from hwlab.predictors.fusion import OVERHEAD, measure_fusion_rules, probe_items, rules_from_table
+from hwlab.predictors.kernels import FusionEvidence, FusionRules
 from hwlab.profile import ProfileRequest
 
 

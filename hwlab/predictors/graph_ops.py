@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from hwlab.errors import HwlabError
-from hwlab.predict.graph_load import ONNX_DOMAINS, GraphView
+from hwlab.predictors.graph_load import ONNX_DOMAINS, GraphView
 
 UNKNOWN_PREFIX = "unknown:"
 

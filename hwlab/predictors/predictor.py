@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from hwlab.errors import HwlabError
-from hwlab.predict.graph import UNKNOWN_PREFIX, onnx_kernels
-from hwlab.predict.kernels import Kernel
-from hwlab.predict.store import LoadedPredictor, load_predictor
+from hwlab.predictors.graph import UNKNOWN_PREFIX, onnx_kernels
+from hwlab.predictors.kernels import Kernel
+from hwlab.predictors.store import LoadedPredictor, load_predictor
 
 
 class UnknownKernelError(HwlabError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwlab.predict.kernels import FEATURES
-from hwlab.predict.regress import (
+from hwlab.predictors.kernels import FEATURES
+from hwlab.predictors.regress import (
     CANDIDATES,
     FAMILIES,
     TreeEnsemble,

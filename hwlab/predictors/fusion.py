@@ -15,8 +15,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hwlab.predict.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
-from hwlab.predict.probes import Probe, probe_inputs
+from hwlab.predictors.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
+from hwlab.predictors.probes import Probe, probe_inputs
 from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
 from hwlab.transport import Transport
 

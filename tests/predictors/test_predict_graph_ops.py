@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hwlab.predict.graph import UnknownOpError, onnx_kernels
-from hwlab.predict.kernels import FusionRules, Kernel
+from hwlab.predictors.graph import UnknownOpError, onnx_kernels
+from hwlab.predictors.kernels import FusionRules, Kernel
 
 NONE = FusionRules(frozenset())
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from hwlab.predict.graph_load import GraphView, Shape, elements
-from hwlab.predict.graph_ops import ELEMENTWISE, Op, config_value
-from hwlab.predict.kernels import FEATURES
+from hwlab.predictors.graph_load import GraphView, Shape, elements
+from hwlab.predictors.graph_ops import ELEMENTWISE, Op, config_value
+from hwlab.predictors.kernels import FEATURES
 
 BYTES_PER_ELEMENT = 4
 WINDOWED = ("conv", "dwconv", "maxpool", "avgpool")

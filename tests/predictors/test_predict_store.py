@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hwlab.predict import store
-from hwlab.predict.kernels import FEATURES, FusionEvidence, FusionRules
-from hwlab.predict.regress import FittedRegressor, fit_kernel_regressor
-from hwlab.predict.store import INDEX, PredictorError, load_predictor, save_predictor
+from hwlab.predictors import store
+from hwlab.predictors.kernels import FEATURES, FusionEvidence, FusionRules
+from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
+from hwlab.predictors.store import INDEX, PredictorError, load_predictor, save_predictor
 
 RF = {"name": "rf-20", "family": "random_forest", "n_estimators": 20, "max_depth": None, "min_samples_leaf": 1}
 GB = {"name": "gb-30", "family": "gradient_boosting", "n_estimators": 30, "learning_rate": 0.1, "max_depth": 3,
@@ -89,7 +89,7 @@ def test_loads_and_predicts_without_scikit_learn(saved: Path, regressors: dict[s
         import json, sys
         sys.modules["sklearn"] = None  # any import of scikit-learn (or joblib) now fails
         sys.modules["joblib"] = None
-        from hwlab.predict.store import load_predictor
+        from hwlab.predictors.store import load_predictor
         p = load_predictor({str(saved)!r})
         print(p.summary())
         print(json.dumps(p.predict("conv+relu", json.loads(sys.argv[1])).tolist()))

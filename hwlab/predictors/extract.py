@@ -16,9 +16,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hwlab.export import ExportedModel, models_dir
-from hwlab.predict.graph import onnx_kernels
-from hwlab.predict.graph_load import GraphView, build_view, load_model
-from hwlab.predict.kernels import FusionRules, Kernel
+from hwlab.predictors.graph import onnx_kernels
+from hwlab.predictors.graph_load import GraphView, build_view, load_model
+from hwlab.predictors.kernels import FusionRules, Kernel
 
 
 @dataclass(frozen=True)

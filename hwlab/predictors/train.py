@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from hwlab.measure import MeasureSettings
-from hwlab.predict.dataset import distinct_kernels, onnx_path, rows_by_type, training_models
-from hwlab.predict.fusion import measure_fusion_rules
-from hwlab.predict.graph import onnx_kernels
-from hwlab.predict.kernels import FEATURES, FusionRules
-from hwlab.predict.predictor import Overhead, Predictor, predictor_dir
-from hwlab.predict.regress import FittedRegressor, fit_kernel_regressor
-from hwlab.predict.store import load_predictor, save_predictor
+from hwlab.predictors.dataset import distinct_kernels, onnx_path, rows_by_type, training_models
+from hwlab.predictors.fusion import measure_fusion_rules
+from hwlab.predictors.graph import onnx_kernels
+from hwlab.predictors.kernels import FEATURES, FusionRules
+from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
+from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
+from hwlab.predictors.store import load_predictor, save_predictor
 from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
 from hwlab.space import SposConfig
 from hwlab.tables import LookupTable
@@ -110,10 +110,10 @@ def _poorly_predicted(rows: list[dict[str, Any]], seed: int, tolerance: float = 
 
 
 def _neighbour_items(rows: list[dict[str, Any]], rules: FusionRules, plan: FitPlan, round_: int) -> list[ModelItem]:
-    from hwlab.predict.dataset import kernel_item
-    from hwlab.predict.extract import kernel_models
-    from hwlab.predict.kernelgen import neighbour_items
-    from hwlab.predict.kernels import Kernel
+    from hwlab.predictors.dataset import kernel_item
+    from hwlab.predictors.extract import kernel_models
+    from hwlab.predictors.kernelgen import neighbour_items
+    from hwlab.predictors.kernels import Kernel
 
     rng = random.Random(plan.seed * 1000 + round_)
     items: dict[str, ModelItem] = {}

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from hwlab.errors import TableError
-from hwlab.predict.dataset import distinct_kernels, onnx_path
-from hwlab.predict.kernels import FusionRules
-from hwlab.predict.predictor import Predictor
-from hwlab.predict.regress import rmspe, within
-from hwlab.predict.train import FitPlan, calibration_models, model_item
+from hwlab.predictors.dataset import distinct_kernels, onnx_path
+from hwlab.predictors.kernels import FusionRules
+from hwlab.predictors.predictor import Predictor
+from hwlab.predictors.regress import rmspe, within
+from hwlab.predictors.train import FitPlan, calibration_models, model_item
 from hwlab.profile import ProfileRequest, Progress, profile
 from hwlab.tables import LookupTable
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
@@ -123,7 +123,7 @@ def evaluate(
     op_ms = {r["key"]: r["median_ms"] for r in LookupTable(op_table.table.folder) if r.get("status") == "ok"}
     a, b = _fit_flops_linear(calibration, measured)
 
-    from hwlab.predict.extract import kernel_models
+    from hwlab.predictors.extract import kernel_models
 
     kept = [m for m in models if m.name in measured]
     flops, lut, ours = [], [], []

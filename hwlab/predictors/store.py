@@ -33,8 +33,8 @@ import numpy as np
 
 from hwlab import __version__
 from hwlab.errors import HwlabError
-from hwlab.predict.kernels import FEATURES, FusionRules
-from hwlab.predict.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
+from hwlab.predictors.kernels import FEATURES, FusionRules
+from hwlab.predictors.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
 
 FORMAT_VERSION = 1
 INDEX = "predictor.json"

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from hwlab.export import export_module
-from hwlab.predict.extract import KernelModel, kernel_models, save_kernel_model
-from hwlab.predict.kernels import FEATURES, FusionRules
+from hwlab.predictors.extract import KernelModel, kernel_models, save_kernel_model
+from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.profile import ModelItem
 from hwlab.space import SposConfig
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from hwlab.errors import HwlabError
-from hwlab.predict.graph import (
+from hwlab.predictors.graph import (
     CATEGORY_OF_ONNX,
     PATTERNS,
     GraphError,
@@ -21,7 +21,7 @@ from hwlab.predict.graph import (
     module_kernels,
     onnx_kernels,
 )
-from hwlab.predict.kernels import CATEGORIES, FEATURES, FusionRules, Kernel
+from hwlab.predictors.kernels import CATEGORIES, FEATURES, FusionRules, Kernel
 
 
 def rules(*pairs: tuple[str, str]) -> FusionRules:

@@ -1,0 +1,73 @@
+"""Accuracy of latency predictors on held-out models, measured end to end on this machine.
+
+Fits (or reuses) the hwlab predictor for the local device, measures held-out SPOS
+architectures and zoo models end to end, and prints RMSE, RMSPE and the share
+within ±5% / ±10% for FLOPs-linear, lookup-table sum and hwlab side by side, then
+the fast path's predictions per second on SPOS architectures.
+
+    .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 34] [--tables DIR] [--predictors DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.predictors.evaluate import evaluate
+from hwlab.predictors.fastpath import SposLatencyTable
+from hwlab.predictors.train import FitPlan, fit_predictor
+from hwlab.profile import ProfileRequest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spos", type=int, default=100, help="held-out SPOS architectures")
+    parser.add_argument("--per-family", type=int, default=34, help="held-out models per zoo family (3 families)")
+    parser.add_argument("--spos-models", type=int, default=16, help="SPOS training architectures")
+    parser.add_argument("--family-models", type=int, default=10, help="training models per family")
+    parser.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
+    parser.add_argument("--tables", type=Path, default=Path("bench-out/tables"))
+    parser.add_argument("--predictors", type=Path, default=Path("bench-out/predictors"))
+    args = parser.parse_args()
+
+    base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="", tables_root=args.tables)
+    plan = FitPlan(spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds)
+    start = time.perf_counter()
+    predictor = fit_predictor(base, plan, root=args.predictors)
+    print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables})")
+
+    start = time.perf_counter()
+    result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family)
+    print(f"evaluation: {time.perf_counter() - start:.0f} s")
+    plot = result.plot(args.predictors / "local" / "onnxruntime" / "eval.png")
+    print()
+    print(f"{'predictor':<13} {'set':<9} {'models':>6} {'RMSE ms':>9} {'RMSPE':>8} {'±5%':>6} {'±10%':>6}")
+    for name, by_set in result.scores().items():
+        for group, s in by_set.items():
+            n = result.sets.count(group)
+            print(
+                f"{name:<13} {group:<9} {n:>6} {s.rmse_ms:>9.3f} {s.rmspe:>8.1%} {s.within_5:>6.0%} {s.within_10:>6.0%}"
+            )
+    print(f"scatter plot: {plot}")
+
+    table = SposLatencyTable(predictor, plan.spos_config)
+    rng = np.random.default_rng(0)
+    n = 200_000
+    choices = rng.integers(0, 4, (n, 20))
+    scales = rng.integers(0, len(plan.spos_config.channel_scales), (n, 20))
+    start = time.perf_counter()
+    table.batch_ms(choices, scales)
+    batch = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(20_000):
+        table.latency_ms(choices[i])
+    single = 20_000 / (time.perf_counter() - start)
+    print(f"fast path: {batch:,.0f} SPOS predictions/s batched, {single:,.0f}/s one at a time")
+
+
+if __name__ == "__main__":
+    main()

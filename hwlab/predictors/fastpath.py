@@ -1,0 +1,73 @@
+"""Predicted latency of SPOS architectures at search speed: one table lookup per layer.
+
+A search scores tens of thousands of architectures of one space. Every block op
+of the space is predicted once (cached by its key); an architecture is then its
+base (stem, head and the model-level overhead, taken from one whole-network
+prediction) plus 20 lookups, vectorised over a batch of architectures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from hwlab.export import export_module, export_spec
+from hwlab.predictors.graph import onnx_kernels
+from hwlab.predictors.predictor import Predictor
+from hwlab.space import SPOS_CHOICES, SposConfig, spos_block_op
+
+
+class SposLatencyTable:
+    """Per-(layer, choice, scale) predicted block latencies of one SPOS space on one device."""
+
+    def __init__(self, predictor: Predictor, config: SposConfig) -> None:
+        self.config = config
+        self.scales = tuple(config.channel_scales)
+        layers = config.layers()
+        self._by_key: dict[str, float] = {}
+        self.blocks = np.zeros((len(layers), len(SPOS_CHOICES), len(self.scales)))
+        for i, layer in enumerate(layers):
+            for c in range(len(SPOS_CHOICES)):
+                for s, scale in enumerate(self.scales):
+                    op = spos_block_op(layer, c, scale)
+                    if op.key not in self._by_key:
+                        self._by_key[op.key] = self._block_ms(predictor, export_spec(op, "onnx").path)
+                    self.blocks[i, c, s] = self._by_key[op.key]
+        reference = [0] * len(layers)
+        whole = self._whole_ms(predictor, reference)
+        self.base_ms = whole - float(self.blocks[np.arange(len(layers)), reference, self._scale_index(None)].sum())
+
+    @staticmethod
+    def _block_ms(predictor: Predictor, path) -> float:  # type: ignore[no-untyped-def]
+        kernels = onnx_kernels(path, predictor.rules)
+        times, _ = predictor.kernel_ms(kernels)
+        return sum(times) + predictor.overhead.per_kernel_ms * len(kernels)
+
+    def _whole_ms(self, predictor: Predictor, choices: Sequence[int]) -> float:
+        from hwlab.zoo import SposNet
+
+        net = SposNet(self.config, choices)
+        path = export_module(net, torch.randn(net.input_shape), "onnx", name=net.name).path
+        return predictor.predict_onnx(path).total_ms
+
+    def _scale_index(self, scales: Sequence[float] | None) -> np.ndarray:
+        if scales is None:
+            return np.full(len(self.blocks), self.scales.index(1.0) if 1.0 in self.scales else 0)
+        return np.array([self.scales.index(s) for s in scales])
+
+    @property
+    def distinct_ops(self) -> int:
+        return len(self._by_key)
+
+    def latency_ms(self, choices: Sequence[int], scales: Sequence[float] | None = None) -> float:
+        """One architecture's predicted latency."""
+        rows = np.arange(len(self.blocks))
+        return self.base_ms + float(self.blocks[rows, np.asarray(choices), self._scale_index(scales)].sum())
+
+    def batch_ms(self, choices: np.ndarray, scale_index: np.ndarray | None = None) -> np.ndarray:
+        """Latencies of N architectures at once: ``choices`` and ``scale_index`` are (N, 20) integer arrays."""
+        rows = np.arange(self.blocks.shape[0])[None, :]
+        scale_index = np.zeros_like(choices) + self._scale_index(None)[None, :] if scale_index is None else scale_index
+        return self.base_ms + self.blocks[rows, choices, scale_index].sum(axis=1)

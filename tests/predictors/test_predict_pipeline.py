@@ -1,0 +1,101 @@
+"""A predictor fitted for real on this machine (tiny plan), then used: CLI, API, fast path, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import hwlab
+from hwlab.cli import main
+from hwlab.export import export_module
+from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.predictors.fastpath import SposLatencyTable
+from hwlab.predictors.predictor import Overhead, Predictor, UnknownKernelError
+from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
+from hwlab.profile import ProfileRequest
+from hwlab.tables import LookupTable
+from hwlab.zoo import SposNet, sample_family
+
+PLAN = FitPlan(spos_input=32, spos_models=2, family_models=1, calibration_models=1, adaptive_rounds=1, neighbours=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Predictor]:
+    home = tmp_path_factory.mktemp("fit")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HWLAB_CACHE", str(home / "cache"))
+    base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="", tables_root=home / "t")
+    predictor = fit_predictor(base, PLAN, root=home / "p", say=lambda _: None)
+    yield home / "t", home / "p", predictor
+    mp.undo()
+
+
+def test_fit_measures_into_tables_and_saves_with_provenance(fitted) -> None:  # type: ignore[no-untyped-def]
+    tables, root, predictor = fitted
+    assert {"conv+relu", "dwconv", "concat"} <= set(predictor.loaded.kernel_types)
+    assert predictor.rules.fuses("conv", "relu")
+    meta = predictor.loaded.meta
+    kernels = LookupTable(Path(meta["tables"]["kernels"]["path"]))
+    assert len(kernels) > 20 and all(r["status"] == "ok" for r in kernels)
+    assert len(meta["tables"]["kernels"]["sha256"]) == 64
+    assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms"}
+    assert (root / "local" / "onnxruntime" / "predictor.json").exists()
+
+
+def test_predict_cli_breakdown_adds_up(fitted, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    _, root, predictor = fitted
+    model = sample_family("resnet", 1, seed=77)[0]
+    path = export_module(model.build(), torch.randn(model.input_shape), "onnx", name=model.name).path
+    assert main(["predict", str(path), "--predictors", str(root), "--json", "--allow-unknown"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["latency_ms"] == pytest.approx(
+        sum(k["latency_ms"] for k in report["kernels"]) + report["overhead_ms"]
+    )
+    assert {k["type"] for k in report["kernels"]} >= {"conv+relu", "add"}
+    api = hwlab.predict(model.build(), example_inputs=torch.randn(model.input_shape), root=root, allow_unknown=True)
+    assert api.total_ms == pytest.approx(report["latency_ms"])
+
+
+def test_unknown_kernel_type_is_an_error_that_names_it(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])
+    graph = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"], name="s")], "g", [x], [y])
+    path = tmp_path / "sigmoid.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    if "sigmoid" in predictor.loaded.kernel_types:
+        pytest.skip("this fit happened to train a sigmoid regressor")
+    with pytest.raises(UnknownKernelError, match="sigmoid"):
+        predictor.predict_onnx(path)
+    lower = predictor.predict_onnx(path, allow_unknown=True)
+    assert lower.lower_bound and lower.missing == ["sigmoid"]
+
+
+def test_fast_path_equals_the_full_prediction(fitted) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    table = SposLatencyTable(predictor, PLAN.spos_config)
+    rng = random.Random(3)
+    for _ in range(2):
+        choices = [rng.randrange(4) for _ in range(20)]
+        scales = [rng.choice(PLAN.spos_config.channel_scales) for _ in range(20)]
+        net = SposNet(PLAN.spos_config, choices, scales)
+        path = export_module(net, torch.randn(net.input_shape), "onnx", name=net.name).path
+        assert table.latency_ms(choices, scales) == pytest.approx(predictor.predict_onnx(path).total_ms, rel=1e-9)
+    batch = table.batch_ms(np.array([choices, choices]), np.array([[1] * 20, [1] * 20]))
+    assert batch[0] == pytest.approx(table.latency_ms(choices, [1.0] * 20))
+
+
+def test_overhead_fit_is_exact_on_synthetic_models() -> None:
+    counts = np.array([10.0, 40.0, 80.0, 25.0])
+    sums = np.array([1.0, 3.0, 9.0, 2.0])
+    truth = Overhead(per_kernel_ms=-0.003, fixed_ms=0.05)
+    measured = sums + truth.per_kernel_ms * counts + truth.fixed_ms
+    fitted = fit_overhead(sums, counts, measured)
+    assert fitted.per_kernel_ms == pytest.approx(truth.per_kernel_ms) and fitted.fixed_ms == pytest.approx(0.05)
