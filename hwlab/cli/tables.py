@@ -13,7 +13,15 @@ from hwlab.cli.interop import register_interop
 from hwlab.errors import TableError
 from hwlab.tables import LookupTable, TableId, list_tables
 
-SHOW_COLUMNS = ("key", "median_ms", "p10_ms", "p90_ms", "iqr_ms", "n", "ci_rel", "temp_c", "status")
+SHOW_COLUMNS = ("key", "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "n", "ci_rel", "temp_c", "status")
+
+
+def _conditions(meta: dict) -> str:  # type: ignore[type-arg]
+    """How a table was measured, or where it was imported from."""
+    fixed = meta.get("fixed", {})
+    if fixed.get("imported_from"):
+        return f"imported from {fixed['imported_from']}"
+    return f"{fixed.get('runtime')} {fixed.get('runtime_version')}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "rows": len(table),
                 "ok": len(table.keys("ok")),
                 "errors": len(table) - len(table.keys("ok")),
-                "runtime": f"{fixed.get('runtime')} {fixed.get('runtime_version')}",
+                "runtime": _conditions(meta),
                 "threads": fixed.get("threads"),
                 "core_mask": fixed.get("core_mask"),
                 "emulated": meta.get("emulated", False),
@@ -88,7 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     fixed = meta.get("fixed", {})
     title = (
-        f"{args.table}: {fixed.get('runtime')} {fixed.get('runtime_version')},"
+        f"{args.table}: {_conditions(meta)},"
         f" threads {fixed.get('threads')},"
         f" core mask {fixed.get('core_mask') or 'all'}{' [EMULATED]' if meta.get('emulated') else ''}"
     )

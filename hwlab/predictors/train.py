@@ -51,6 +51,7 @@ class FitPlan:
     adaptive_rounds: int = 1
     neighbours: int = 2
     seed: int = 0
+    fusion_settings: MeasureSettings = MeasureSettings(min_time_s=0.3, ci_rel=0.01)
     kernel_settings: MeasureSettings = MeasureSettings(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
     model_settings: MeasureSettings = MeasureSettings(min_time_s=0.2, max_time_s=3.0)
 
@@ -140,7 +141,8 @@ def fit_predictor(
     """Measure what is missing, fit, calibrate and save ``predictors/<device>/<backend>/``."""
     device, backend = base.device.name, base.backend
     say("measuring fusion rules")
-    rules = measure_fusion_rules(replace(base, settings=plan.kernel_settings, table_name="fusion"), progress=progress)
+    # Fusion decides kernel boundaries: measured with the careful default rules, not the quick kernel ones.
+    rules = measure_fusion_rules(replace(base, settings=plan.fusion_settings, table_name="fusion"), progress=progress)
     say(f"fused pairs: {', '.join('+'.join(p) for p in sorted(rules.fused)) or 'none'}")
 
     models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_config)
