@@ -11,6 +11,7 @@ the fast path's predictions per second on SPOS architectures.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def main() -> None:
     start = time.perf_counter()
     result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family)
     print(f"evaluation: {time.perf_counter() - start:.0f} s")
-    plot = result.plot(args.predictors / "local" / "onnxruntime" / "eval.png")
+    folder = args.predictors / "local" / "onnxruntime"
+    plot = result.plot(folder / "eval.png")
+    (folder / "eval.json").write_text(json.dumps({**result.to_json(), "plot": str(plot)}, indent=2))
     print()
     print(f"{'predictor':<13} {'set':<9} {'models':>6} {'RMSE ms':>9} {'RMSPE':>8} {'±5%':>6} {'±10%':>6}")
     for name, by_set in result.scores().items():

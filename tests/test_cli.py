@@ -143,6 +143,8 @@ def test_bad_requests_fail_with_a_fix(capsys: pytest.CaptureFixture[str], tmp_pa
     assert rc == 1 and "unknown space 'nope'" in err
     rc, _, err = run_cli(capsys, "profile", "--space", "generic", "--input-size", "32", "--tables", str(tmp_path))
     assert rc == 1 and "input_size" in err
+    rc, _, err = run_cli(capsys, "profile", "--backend", "onnxruntime", "--space", "kernels", "--tables", str(tmp_path))
+    assert rc == 1 and "no fusion rules measured for local/onnxruntime" in err and "hwlab predictors rules" in err
     rc, _, err = run_cli(capsys, "profile", "--device", "rk3399", "--tables", str(tmp_path))
     assert rc == 1 and "is an example inventory" in err
     rc, _, err = run_cli(capsys, "tables", "show", "local/x", "--tables", str(tmp_path))

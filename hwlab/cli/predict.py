@@ -168,10 +168,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plan_fields = predictor.loaded.meta.get("plan", {})
     plan = FitPlan(**{k: v for k, v in plan_fields.items() if k in FitPlan.__dataclass_fields__})
     result = evaluate(_base(args), predictor, plan, spos_count=args.spos, family_count=args.per_family, seed=args.seed)
-    plot = result.plot(args.plot or args.predictors / args.device / args.backend / "eval.png")
+    folder = args.predictors / args.device / args.backend
+    plot = result.plot(args.plot or folder / "eval.png")
+    report = {**result.to_json(), "plot": str(plot), "held_out_seed": args.seed}
+    (folder / "eval.json").write_text(json.dumps(report, indent=2))
     scores = result.scores()
     if args.json:
-        print(json.dumps({p: {s: v.__dict__ for s, v in by.items()} for p, by in scores.items()} | {"plot": str(plot)}))
+        print(json.dumps(report, indent=2))
         return 0
     view = Table(title=f"held-out models on {args.device}/{args.backend} (measured end to end)")
     for col in ("predictor", "set", "models", "RMSE ms", "RMSPE", "±5%", "±10%"):

@@ -84,8 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = p.add_argument_group("space parameters")
     g.add_argument("--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)")
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
-    g.add_argument("--count", type=int, help="generic: number of sampled ops")
-    g.add_argument("--seed", type=int, help="generic: sampling seed")
+    g.add_argument("--count", type=int, help="generic: number of sampled ops; kernels: training models per family")
+    g.add_argument("--seed", type=int, help="generic, kernels: sampling seed")
     m = p.add_argument_group("measurement")
     m.add_argument("--threads", type=int, help="intra-op threads (default: the inventory's)")
     m.add_argument(
@@ -139,6 +139,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     table.add_column("what it holds")
     for name, description in describe_spaces().items():
         table.add_row(name, description)
+    table.add_row("kernels", "the distinct fused kernels of seeded training models, under the measured fusion rules")
     Console().print(table)
     return 0
 
@@ -170,7 +171,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     console = stderr_console() if args.json else Console()
     device = get_device(args.device, args.inventory)
     params = space_params(args)
-    specs = get_space(args.space, **params)
+    specs = [] if args.space == "kernels" else get_space(args.space, **params)
     settings = MeasureSettings(
         min_time_s=args.min_time,
         max_time_s=args.max_time,
@@ -185,10 +186,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         facts = Deployer(transport, device).facts()
         backends = _backends(args, device, facts)
         console.print(
-            f"profiling [bold]{len(specs)}[/] ops of space [bold]{args.space}[/] {params or ''} on "
+            f"profiling [bold]{len(specs) or 'the'}[/] ops of space [bold]{args.space}[/] {params or ''} on "
             f"[bold]{device.name}[/] with {', '.join(backends)}"
         )
         for backend in backends:
+            if args.space == "kernels":  # depends on the backend's measured fusion rules
+                from hwlab.predictors.dataset import kernel_space
+
+                specs = kernel_space(args.tables, device.name, backend, args.count or 8, args.seed or 0)
             request = ProfileRequest(
                 device=device,
                 backend=backend,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,3 +74,27 @@ def rows_by_type(rows: Sequence[dict[str, Any]]) -> dict[str, KernelRows]:
         )
         for kernel_type, found in grouped.items()
     }
+
+
+def kernel_space(tables_root: Path, device: str, backend: str, count: int = 8, seed: int = 0) -> list[ModelItem]:
+    """``hwlab profile --space kernels``: the distinct kernels of seeded training models, split under the
+    fusion rules measured for this device and backend (table ``fusion``)."""
+    from hwlab.errors import HwlabError
+    from hwlab.predictors.fusion import rules_from_table
+    from hwlab.tables import LookupTable, TableId
+
+    if backend != "onnxruntime":
+        raise HwlabError(
+            f"the kernels space is cut from ONNX graphs and runs on onnxruntime, not {backend}",
+            hint="use --backend onnxruntime",
+        )
+    fusion = LookupTable.at(tables_root, TableId(device, backend, "fusion"))
+    if not fusion.exists:
+        raise HwlabError(
+            f"no fusion rules measured for {device}/{backend} in {tables_root}",
+            hint=f"measure them first: hwlab predictors rules --device {device} --backend {backend}",
+        )
+    rules = rules_from_table(fusion.rows())
+    return distinct_kernels(
+        training_models(seed, count, count, SposConfig(input_size=64, channel_scales=(0.6, 1.0))), rules
+    )

@@ -62,6 +62,16 @@ class Evaluation:
             out[name] = {s: Scores.of(values[m], self.measured[m]) for s, m in mask.items() if m.any()}
         return out
 
+    def to_json(self) -> dict[str, object]:
+        """Scores and every model's numbers, for the predictor's folder (eval.json)."""
+        return {
+            "scores": {p: {s: v.__dict__ for s, v in by.items()} for p, by in self.scores().items()},
+            "models": [
+                {"name": n, "set": s, "measured_ms": float(m), **{p: float(v[i]) for p, v in self.predicted.items()}}
+                for i, (n, s, m) in enumerate(zip(self.names, self.sets, self.measured, strict=True))
+            ],
+        }
+
     def plot(self, path: Path) -> Path:
         import matplotlib
 

@@ -39,11 +39,14 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Predic
 
 def test_fit_measures_into_tables_and_saves_with_provenance(fitted) -> None:  # type: ignore[no-untyped-def]
     tables, root, predictor = fitted
-    assert {"conv+relu", "dwconv", "concat"} <= set(predictor.loaded.kernel_types)
-    assert predictor.rules.fuses("conv", "relu")
+    types = set(predictor.loaded.kernel_types)
+    # Which conv kernels exist depends on the measured rules (tested on their own in test_predict_fusion.py).
+    assert {"concat", "gather", "transpose"} <= types and any(t.startswith("conv") for t in types), types
+    assert predictor.rules.evidence, "the rules keep the measurements that decided them"
     meta = predictor.loaded.meta
     kernels = LookupTable(Path(meta["tables"]["kernels"]["path"]))
-    assert len(kernels) > 20 and all(r["status"] == "ok" for r in kernels)
+    failed = [(r["key"], r["error"]) for r in kernels if r["status"] != "ok"]
+    assert len(kernels) > 20 and not failed, failed
     assert len(meta["tables"]["kernels"]["sha256"]) == 64
     assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms"}
     assert (root / "local" / "onnxruntime" / "predictor.json").exists()
@@ -58,7 +61,7 @@ def test_predict_cli_breakdown_adds_up(fitted, tmp_path: Path, capsys: pytest.Ca
     assert report["latency_ms"] == pytest.approx(
         sum(k["latency_ms"] for k in report["kernels"]) + report["overhead_ms"]
     )
-    assert {k["type"] for k in report["kernels"]} >= {"conv+relu", "add"}
+    assert any(k["type"].startswith("conv") for k in report["kernels"])
     api = hwlab.predict(model.build(), example_inputs=torch.randn(model.input_shape), root=root, allow_unknown=True)
     assert api.total_ms == pytest.approx(report["latency_ms"])
 
