@@ -91,7 +91,7 @@ def row_from_result(
         **_power_columns(result.get("power")),
     )
     raw = {"samples_us": result.get("samples_us") or [], "block": result.get("block")}
-    for detail in ("power", "governor", "op_profile", "providers", "gpu"):
+    for detail in ("power", "governor", "op_profile", "providers", "io", "gpu"):
         if result.get(detail) is not None:
             raw[detail] = result[detail]
     return row, raw
