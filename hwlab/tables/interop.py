@@ -25,6 +25,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -432,53 +433,9 @@ def _mid(cols: dict[str, Any], fmt: Format) -> int | None:
     return cols["expand"] if fmt == "ofa" else cols["expand"] * cols["cin"]
 
 
-def import_ofa_yaml(
-    path: Path,
-    table: LookupTable,
-    *,
-    device: str,
-    source: str,
-    resolution: int | None = None,
-    backend: str = "imported",
-    source_device: str | None = None,
-) -> ImportReport:
-    """Import an OFA lookup table (``key: {count, mean, std}`` in ms)."""
-    return import_yaml(
-        path,
-        table,
-        device=device,
-        source=source,
-        format="ofa",
-        resolution=resolution,
-        backend=backend,
-        source_device=source_device,
-    )
-
-
-def import_proxyless_yaml(
-    path: Path,
-    table: LookupTable,
-    *,
-    device: str,
-    source: str,
-    resolution: int | None = None,
-    backend: str = "imported",
-    source_device: str | None = None,
-) -> ImportReport:
-    """Import a ProxylessNAS lookup table (``key: {count, mean, var}``, ms and ms²)."""
-    return import_yaml(
-        path,
-        table,
-        device=device,
-        source=source,
-        format="proxyless",
-        resolution=resolution,
-        backend=backend,
-        source_device=source_device,
-    )
-
-
-# -- export -------------------------------------------------------------------------------------------------------
+# The two source formats, with the format fixed (everything else as in import_yaml).
+import_ofa_yaml = partial(import_yaml, format="ofa")
+import_proxyless_yaml = partial(import_yaml, format="proxyless")
 
 
 def export_ofa_yaml(table: LookupTable, path: Path) -> ExportReport:

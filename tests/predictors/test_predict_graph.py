@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import make
 from torch import nn
 
 from hwlab.errors import HwlabError
@@ -29,23 +30,6 @@ def rules(*pairs: tuple[str, str]) -> FusionRules:
 
 
 NONE = rules()
-
-
-def make(
-    nodes: list[onnx.NodeProto],
-    inputs: dict[str, list[int | str]],
-    outputs: list[str],
-    weights: dict[str, np.ndarray] | None = None,
-    opset: int = 17,
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
-        initializer=[numpy_helper.from_array(v, name) for name, v in (weights or {}).items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def zeros(*shape: int) -> np.ndarray:

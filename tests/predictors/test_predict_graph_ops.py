@@ -5,29 +5,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_graphs import make
 
 from hwlab.predictors.graph import UnknownOpError, onnx_kernels
 from hwlab.predictors.kernels import FusionRules, Kernel
 
 NONE = FusionRules(frozenset())
-
-
-def make(
-    nodes: list[onnx.NodeProto],
-    inputs: dict[str, list[int]],
-    outputs: list[str],
-    weights: dict[str, np.ndarray] | None = None,
-    opset: int = 17,
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
-        initializer=[numpy_helper.from_array(v, name) for name, v in (weights or {}).items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def single(
