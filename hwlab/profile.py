@@ -223,7 +223,7 @@ def _profile_locked(
         )
     progress("export", len(todo), len(todo), "")
     if request.backend == "litert" and device.benchmark_model:
-        _run_benchmark_model(deployer, models, placement, by_key, table, report, request, progress)
+        _run_benchmark_model(deployer, models, placement, _ResultSink(by_key, report, request), progress)
         return report
     job = {
         "protocol": 1,
@@ -235,7 +235,7 @@ def _profile_locked(
         **request.settings.job_fields(),
         "models": models,
     }
-    _run_job(deployer, job, by_key, table, report, request, progress)
+    _run_job(deployer, job, _ResultSink(by_key, report, request), progress)
     report.pushed = len(deployer.pushed)
     return report
 
@@ -261,10 +261,7 @@ def _run_benchmark_model(
     deployer: Deployer,
     models: list[dict[str, Any]],
     placement: Placement,
-    by_key: dict[str, ModelItem],
-    table: LookupTable,
-    report: ProfileReport,
-    request: ProfileRequest,
+    sink: _ResultSink,
     progress: Progress,
 ) -> None:
     """One benchmark_model run per model (phones without Python); rows appended as each ends."""
@@ -275,33 +272,31 @@ def _run_benchmark_model(
     for i, model in enumerate(models):
         progress("measure", i, len(models), model["key"])
         result = run_benchmark_model(
-            deployer.transport, binary, model["path"], model["key"], placement.threads, request.settings,
+            deployer.transport, binary, model["path"], model["key"], placement.threads, sink.request.settings,
             core_mask=placement.core_mask,
         )  # fmt: skip
-        _append_result(result, by_key, table, report, request)
+        sink.append(result)
     progress("measure", len(models), len(models), "")
 
 
-def _append_result(
-    result: dict[str, Any],
-    by_key: dict[str, ModelItem],
-    table: LookupTable,
-    report: ProfileReport,
-    request: ProfileRequest,
-) -> None:
-    item = by_key.get(result.get("key", ""))
-    if item is None:
-        raise RunnerError(f"the device returned a result for an unknown key {result.get('key')!r}")
-    row, samples = row_from_result(
-        result,
-        item.key,
-        item.fields,
-        device=request.device.name,
-        backend=request.backend,
-        emulated=request.device.emulated,
-    )
-    table.append(row, samples)
-    report.measured.append(row)
+@dataclass
+class _ResultSink:
+    """Where a device's result lines go: one table row each, appended the moment it arrives."""
+
+    by_key: dict[str, ModelItem]
+    report: ProfileReport
+    request: ProfileRequest
+
+    def append(self, result: dict[str, Any]) -> None:
+        item = self.by_key.get(result.get("key", ""))
+        if item is None:
+            raise RunnerError(f"the device returned a result for an unknown key {result.get('key')!r}")
+        device = self.request.device
+        row, samples = row_from_result(
+            result, item.key, item.fields, device=device.name, backend=self.request.backend, emulated=device.emulated
+        )
+        self.report.table.append(row, samples)
+        self.report.measured.append(row)
 
 
 def _power_request(wish: str | None, device: DeviceSpec) -> dict[str, Any] | None:
@@ -318,16 +313,14 @@ def _power_request(wish: str | None, device: DeviceSpec) -> dict[str, Any] | Non
 def _run_job(
     deployer: Deployer,
     job: dict[str, Any],
-    by_key: dict[str, ModelItem],
-    table: LookupTable,
-    report: ProfileReport,
-    request: ProfileRequest,
+    sink: _ResultSink,
     progress: Progress,
 ) -> None:
     total = len(job["models"])
+    report = sink.report
     job_path = deployer.job(job)
     argv, env = deployer.runner_command("run", job_path)
-    s = request.settings
+    s = sink.request.settings
     # The slowest legitimate silence: cooldown, then loading and timing one model.
     line_timeout = s.cooldown_timeout_s + s.pause_s + 2 * s.max_time_s + 300.0
     stream = deployer.transport.stream(argv, line_timeout=line_timeout, env=env)
@@ -338,7 +331,7 @@ def _run_job(
                 result = json.loads(line)
             except ValueError:
                 raise RunnerError(f"the runner printed a line that is not JSON: {line[:200]!r}") from None
-            _append_result(result, by_key, table, report, request)
+            sink.append(result)
             done = len(report.measured)
             progress("measure", done, total, job["models"][done]["key"] if done < total else "")
     finally:

@@ -23,6 +23,9 @@ from hwlab.profile import ModelItem
 from hwlab.space import SposConfig
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
+# Channel scales of the SPOS training (and held-out) architectures: narrow and full middle channels.
+TRAINING_CHANNEL_SCALES = (0.6, 1.0)
+
 
 def training_models(seed: int, spos_count: int, family_count: int, spos_config: SposConfig) -> list[ZooModel]:
     """Seeded SPOS architectures and models of each zoo family."""
@@ -96,5 +99,5 @@ def kernel_space(tables_root: Path, device: str, backend: str, count: int = 8, s
         )
     rules = rules_from_table(fusion.rows())
     return distinct_kernels(
-        training_models(seed, count, count, SposConfig(input_size=64, channel_scales=(0.6, 1.0))), rules
+        training_models(seed, count, count, SposConfig(input_size=64, channel_scales=TRAINING_CHANNEL_SCALES)), rules
     )

@@ -24,11 +24,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwlab.export import export_module
 from hwlab.measure import MeasureSettings
-from hwlab.predictors.dataset import distinct_kernels, onnx_path, rows_by_type, training_models
+from hwlab.predictors.dataset import (
+    TRAINING_CHANNEL_SCALES,
+    distinct_kernels,
+    kernel_item,
+    onnx_path,
+    rows_by_type,
+    training_models,
+)
+from hwlab.predictors.extract import kernel_models
 from hwlab.predictors.fusion import measure_fusion_rules
 from hwlab.predictors.graph import onnx_kernels
-from hwlab.predictors.kernels import FEATURES, FusionRules
+from hwlab.predictors.kernelgen import neighbour_items
+from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
 from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
 from hwlab.predictors.store import load_predictor, save_predictor
@@ -57,19 +67,18 @@ class FitPlan:
 
     @property
     def spos_config(self) -> SposConfig:
-        return SposConfig(input_size=self.spos_input, channel_scales=(0.6, 1.0))
+        return SposConfig(input_size=self.spos_input, channel_scales=TRAINING_CHANNEL_SCALES)
 
 
 def model_item(model: ZooModel) -> ModelItem:
     """A whole model to measure end to end; its row keeps the family and MACs."""
     fields = {"op": "model", "family": model.family, "macs": model.macs, "input_h": model.input_shape[2]}
-    return ModelItem(model.name, fields, lambda fmt: _export(model, fmt))
-
-
-def _export(model: ZooModel, fmt: str):  # type: ignore[no-untyped-def]
-    from hwlab.export import export_module
-
-    return export_module(model.build(), torch.randn(model.input_shape), fmt, name=model.name)
+    # Built only when exported: a few hundred models held at once would cost gigabytes.
+    return ModelItem(
+        model.name,
+        fields,
+        lambda fmt: export_module(model.build(), torch.randn(model.input_shape), fmt, name=model.name),
+    )
 
 
 def calibration_models(plan: FitPlan, seed: int) -> list[ZooModel]:
@@ -111,18 +120,11 @@ def _poorly_predicted(rows: list[dict[str, Any]], seed: int, tolerance: float = 
 
 
 def _neighbour_items(rows: list[dict[str, Any]], rules: FusionRules, plan: FitPlan, round_: int) -> list[ModelItem]:
-    from hwlab.predictors.dataset import kernel_item
-    from hwlab.predictors.extract import kernel_models
-    from hwlab.predictors.kernelgen import neighbour_items
-    from hwlab.predictors.kernels import Kernel
-
     rng = random.Random(plan.seed * 1000 + round_)
     items: dict[str, ModelItem] = {}
     for row in rows:
         kernel = Kernel(row["op"], (), {f: float(row.get(f) or 0.0) for f in FEATURES})
         for name, module, inputs in neighbour_items(kernel, rules, rng, plan.neighbours):
-            from hwlab.export import export_module
-
             path = export_module(module, inputs, "onnx", name=name).path
             for km in kernel_models(path, rules):
                 if km.kernel.type == kernel.type:

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 from hwlab.errors import CommandTimeout, TransportError
-from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.base import Completed, FinishedOnce, shell_join
 
 MIN_RATE = 1_000_000  # bytes/s a slow USB 2 or Wi-Fi link still manages: sizes transfer deadlines
 STATE_POLL_S = 0.2
@@ -316,7 +316,7 @@ class AdbTransport:
         self._streams.clear()
 
 
-class AdbStream:
+class AdbStream(FinishedOnce):
     """Stdout lines of a device command as they arrive, each awaited at most ``line_timeout`` s."""
 
     def __init__(
@@ -334,7 +334,6 @@ class AdbStream:
         self._timeout = line_timeout
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._adb_err: list[bytes] = []
-        self._result: Completed | None = None
         threading.Thread(target=self._pump, daemon=True).start()
         self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_reader.start()
@@ -393,12 +392,6 @@ class AdbStream:
         except ValueError:
             raise self._transport._gone(f"{self._argv[0]!r} (its exit code was cut off)", "") from None
         self._result = Completed(self._argv, rc, "", "".join(stderr))
-
-    @property
-    def result(self) -> Completed:
-        if self._result is None:
-            raise TransportError("the command's result was asked for before its output was read to the end")
-        return self._result
 
     def kill(self) -> None:
         _kill_group(self._proc)

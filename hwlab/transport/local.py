@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hwlab.errors import CommandTimeout, TransportError
-from hwlab.transport.base import Completed
+from hwlab.transport.base import Completed, FinishedOnce
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -39,7 +39,7 @@ def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[
         raise TransportError(f"{argv[0]!r} is not installed on this host", hint="install it or fix the path") from err
 
 
-class LocalStream:
+class LocalStream(FinishedOnce):
     """Stdout lines of a local command, each awaited for at most ``line_timeout`` seconds."""
 
     def __init__(self, argv: Sequence[str], line_timeout: float, env: dict[str, str] | None) -> None:
@@ -48,7 +48,6 @@ class LocalStream:
         self._proc = _popen(argv, env)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
-        self._result: Completed | None = None
         threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines), daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
@@ -77,12 +76,6 @@ class LocalStream:
             yield line.rstrip("\n")
         rc = self._proc.wait()
         self._result = Completed(self._argv, rc, "", "".join(self._stderr))
-
-    @property
-    def result(self) -> Completed:
-        if self._result is None:
-            raise TransportError("the command's result was asked for before its output was read to the end")
-        return self._result
 
     def kill(self) -> None:
         _kill_group(self._proc)

@@ -32,7 +32,7 @@ from pathlib import Path
 import paramiko
 
 from hwlab.errors import CommandTimeout, HwlabError, TransportError
-from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.base import Completed, FinishedOnce, shell_join
 
 KEEPALIVE_S = 15
 DEAD_LINK_S = 45  # a link whose packets go unanswered this long is dropped
@@ -338,7 +338,7 @@ class SshTransport:
         return remote
 
 
-class SshStream:
+class SshStream(FinishedOnce):
     """Stdout lines of a remote command, each awaited at most ``line_timeout`` s, the whole
     command at most ``deadline`` s; on either the remote process is killed."""
 
@@ -362,7 +362,6 @@ class SshStream:
         self._liveness = _Liveness(transport, ssh.keepalive_s, ssh.dead_link_s)
         self._pid: int | None = None
         self._stderr = bytearray()
-        self._result: Completed | None = None
 
     def _fail_timeout(self, what: str) -> CommandTimeout:
         self.kill()
@@ -421,12 +420,6 @@ class SshStream:
             raise self._link_lost()
         channel.close()
         self._result = Completed(self._argv, rc, "", self._stderr.decode(errors="replace"))
-
-    @property
-    def result(self) -> Completed:
-        if self._result is None:
-            raise TransportError("the command's result was asked for before its output was read to the end")
-        return self._result
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
