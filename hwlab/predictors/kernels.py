@@ -61,6 +61,11 @@ class FusionRules:
     def fuses(self, first: str, second: str) -> bool:
         return (first, second) in self.fused
 
+    @property
+    def fixed_cost_ms(self) -> float | None:
+        """The runtime's measured fixed cost of one inference (None when no pair was measured)."""
+        return self.evidence[0].overhead_ms if self.evidence else None
+
     @classmethod
     def from_evidence(cls, evidence: list[FusionEvidence], alpha: float = DEFAULT_ALPHA) -> FusionRules:
         return cls(frozenset((e.first, e.second) for e in evidence if e.fused(alpha)), alpha, tuple(evidence))

@@ -3,9 +3,11 @@
     total = sum of kernel predictions + per_kernel_ms * kernels + fixed_ms
 
 Standalone kernels were measured one model each, so each kernel prediction holds
-one inference's fixed cost; the overhead term, fitted on whole models measured
-end to end, takes back what a real graph does not pay per kernel (and adds what
-it pays once).
+one inference's fixed cost, which a real graph does not pay per kernel:
+per_kernel_ms takes it back. It is the fixed cost measured with the fusion rules
+(a model that does almost nothing), not a fitted number: a fitted one drifts with
+whichever calibration models it sees. fixed_ms, fitted on whole models measured
+end to end, adds what a graph pays once.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 4. Adaptive sampling, for a set number of rounds: kernels whose out-of-fold error
    exceeds 10% get neighbours (nearby configurations) measured and added.
 5. Calibration models are measured end to end (table ``models``) and the
-   overhead term is fitted on them.
+   overhead term is fitted on them (per kernel: minus the runtime's measured
+   fixed cost; per model: fitted).
 Every measurement goes through ``profile`` into a resumable table, so an
 interrupted fit loses nothing and a rerun measures only what is missing.
 """
@@ -88,9 +89,19 @@ def calibration_models(plan: FitPlan, seed: int) -> list[ZooModel]:
     return spos + [m for f in FAMILIES for m in sample_family(f, plan.calibration_models, seed)]
 
 
-def fit_overhead(sums_ms: np.ndarray, counts: np.ndarray, measured_ms: np.ndarray) -> Overhead:
-    """Least squares on relative error: measured ≈ sum + per_kernel * count + fixed."""
+def fit_overhead(
+    sums_ms: np.ndarray, counts: np.ndarray, measured_ms: np.ndarray, fixed_cost_ms: float | None = None
+) -> Overhead:
+    """Least squares on relative error: measured ≈ sum + per_kernel * count + fixed.
+
+    With the runtime's measured fixed cost, per_kernel is minus that cost and only ``fixed`` is fitted;
+    without it (no fusion probe measured) both are fitted.
+    """
     weights = 1.0 / measured_ms
+    if fixed_cost_ms is not None:
+        residual = (measured_ms - sums_ms + fixed_cost_ms * counts) * weights
+        fixed = float(np.sum(residual * weights) / np.sum(weights**2))
+        return Overhead(-fixed_cost_ms, fixed)
     A = np.stack([counts * weights, weights], axis=1)
     b = (measured_ms - sums_ms) * weights
     (per_kernel, fixed), *_ = np.linalg.lstsq(A, b, rcond=None)
@@ -198,7 +209,7 @@ def fit_predictor(
         sums.append(sum(ms))
         counts.append(len(kernels))
         times.append(measured[model.name]["median_ms"])
-    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times))
+    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times), rules.fixed_cost_ms)
     say(f"overhead: {overhead.per_kernel_ms * 1000:.2f} µs per kernel, {overhead.fixed_ms * 1000:.1f} µs fixed")
     save_predictor(folder, regressors, rules, {**meta, "overhead": overhead.__dict__})
     return Predictor(load_predictor(folder))

@@ -102,3 +102,6 @@ def test_overhead_fit_is_exact_on_synthetic_models() -> None:
     measured = sums + truth.per_kernel_ms * counts + truth.fixed_ms
     fitted = fit_overhead(sums, counts, measured)
     assert fitted.per_kernel_ms == pytest.approx(truth.per_kernel_ms) and fitted.fixed_ms == pytest.approx(0.05)
+    # With the measured fixed cost only the per-model term is fitted.
+    known = fit_overhead(sums, counts, measured, fixed_cost_ms=0.003)
+    assert known.per_kernel_ms == -0.003 and known.fixed_ms == pytest.approx(0.05)
