@@ -7,7 +7,7 @@ import sys
 import warnings
 
 import hwlab
-from hwlab.cli import devices, predict, profile, tables
+from hwlab.cli import devices, predict, profile, search, tables
 from hwlab.cli.console import stderr_console
 from hwlab.errors import HwlabError
 
@@ -22,6 +22,9 @@ hwlab measures what a CNN costs on a specific device.
   hwlab predictors rules | fit       measure fusion rules; fit a fusion-aware latency predictor
   hwlab predict MODEL.onnx           predicted latency on a device, kernel by kernel
   hwlab predictors eval              held-out accuracy: FLOPs-linear vs lookup-table sum vs hwlab
+  hwlab search --latency-ms X        SPOS supernet + evolution under a device latency budget
+  hwlab train ARCH.json              retrain a found architecture from scratch, export ONNX/TFLite
+  hwlab validate ARCH.json           measure it on the device: predicted vs measured latency
 """
 
 
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.register(sub)
     tables.register(sub)
     predict.register(sub)
+    search.register(sub)
     return parser
 
 

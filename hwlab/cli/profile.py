@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = p.add_argument_group("space parameters")
     g.add_argument("--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)")
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
+    g.add_argument("--width", type=float, help="spos: width multiplier of stem and stages (default 1.0)")
+    g.add_argument("--num-classes", type=int, help="spos: classifier outputs (default 1000)")
+    g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
     g.add_argument("--count", type=int, help="generic: number of sampled ops; kernels: training models per family")
     g.add_argument("--seed", type=int, help="generic, kernels: sampling seed")
     m = p.add_argument_group("measurement")
@@ -149,6 +152,9 @@ def space_params(args: argparse.Namespace) -> dict[str, Any]:
     given = {
         "input_size": args.input_size,
         "channel_scales": args.channel_scales,
+        "width": args.width,
+        "num_classes": args.num_classes,
+        "stem_stride": args.stem_stride,
         "count": args.count,
         "seed": args.seed,
     }

@@ -1,0 +1,110 @@
+"""Search quality on this machine: evolution vs random search under three latency budgets, winners measured.
+
+Trains (or reuses) the digits supernet, then for each budget and seed runs the evolutionary search and the
+random-search baseline with the same number of evaluations, and measures every evolved winner end to end on
+the local device. Prints wall times, predictor calls per second, supernet accuracy mean ± std over seeds for
+both methods, and each winner's measured latency against its prediction and the budget.
+
+    .venv/bin/python bench/search_quality.py [--predictors DIR] [--seeds 3] [--epochs 30] [--population 20]
+
+Budgets default to the 20th, 50th and 80th percentiles of the predicted latency of random architectures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.search.data import load_data
+from hwlab.search.evolution import Constraints, EvolutionSettings
+from hwlab.search.job import (
+    ScoreSettings,
+    SearchPlan,
+    run_search,
+    supernet_checkpoint,
+    supernet_scorer,
+    trained_supernet,
+    write_outputs,
+)
+from hwlab.search.latency import PredictorLatency
+from hwlab.search.space import SearchSpace
+from hwlab.search.train import TrainSettings
+from hwlab.validate import validate
+
+
+def mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1%} ± {std:.1%}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictors", type=Path, default=Path("predictors"))
+    parser.add_argument("--tables", type=Path, default=Path("bench-out/tables"))
+    parser.add_argument("--runs", type=Path, default=Path("bench-out/runs"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=TrainSettings().epochs)
+    parser.add_argument("--population", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--budgets", type=float, nargs="*", help="latency budgets in ms (default: percentiles)")
+    args = parser.parse_args()
+
+    data = load_data("digits", 32)
+    space = SearchSpace.of(32, 0.25, data.num_classes)
+    start = time.perf_counter()
+    latency = PredictorLatency(space, "local", "onnxruntime", args.predictors)
+    print(f"latency fast path built in {time.perf_counter() - start:.1f} s ({latency.table.distinct_ops} block ops)")
+    sample = [space.sample(random.Random(i)) for i in range(2000)]
+    start = time.perf_counter()
+    predicted = latency(sample)
+    print(f"predictor: {len(sample) / (time.perf_counter() - start):,.0f} calls/s in one batch of {len(sample)}")
+    budgets = args.budgets or [round(float(np.quantile(predicted, q)), 3) for q in (0.2, 0.5, 0.8)]
+
+    evolution = EvolutionSettings(population=args.population, iterations=args.iterations,
+                                  parents=max(2, args.population // 5), mutations=args.population // 2,
+                                  crossovers=args.population // 2)  # fmt: skip
+    plan = SearchPlan(space, "digits", TrainSettings(epochs=args.epochs), evolution, ScoreSettings())
+    start = time.perf_counter()
+    supernet, trained = trained_supernet(plan, data, space.sample, supernet_checkpoint(args.runs, plan))
+    print(f"supernet: {time.perf_counter() - start:.0f} s ({trained.epochs} epochs, from epoch {trained.resumed_from}),"
+          f" last-epoch training accuracy {trained.last_accuracy:.1%}")  # fmt: skip
+    score = supernet_scorer(supernet, data, plan.scoring)
+
+    print()
+    header = f"{'budget ms':>9} {'evolution':>16} {'random':>16} {'evals':>6} {'search s':>9} {'calls/s':>10}"
+    print(header)
+    winners = []
+    for budget in budgets:
+        budget_plan = SearchPlan(space, "digits", plan.train, evolution, plan.scoring, Constraints(latency_ms=budget))
+        evo_acc, rnd_acc, seconds, rates, evals = [], [], [], [], []
+        for seed in range(args.seeds):
+            evo = run_search(budget_plan, latency, score, "evolution", seed)
+            rnd = run_search(budget_plan, latency, score, "random", seed, evaluations=len(evo.evaluated))
+            evo_acc.append(evo.best.accuracy or 0.0)
+            rnd_acc.append(rnd.best.accuracy or 0.0)
+            seconds.append(evo.seconds)
+            rates.append(evo.latency_calls / evo.latency_seconds)
+            evals.append(len(evo.evaluated))
+            files = write_outputs(args.runs / "search" / f"{budget:g}ms-s{seed}", budget_plan, evo, latency.name)
+            winners.append((budget, seed, evo.best.latency_ms, files["arch"]))
+        print(f"{budget:>9.3f} {mean_std(evo_acc):>16} {mean_std(rnd_acc):>16} {statistics.mean(evals):>6.0f}"
+              f" {statistics.mean(seconds):>9.1f} {statistics.mean(rates):>10,.0f}")  # fmt: skip
+
+    print()
+    print(f"{'budget ms':>9} {'seed':>4} {'predicted ms':>12} {'measured ms':>11} {'error':>7} {'holds':>5}")
+    for budget, seed, predicted_ms, arch in winners:
+        v = validate(arch, LOCAL_DEFAULT, "onnxruntime", budget_ms=budget, predictors_root=args.predictors,
+                     tables_root=args.tables)  # fmt: skip
+        error = (predicted_ms / v.measured_ms - 1) if v.measured_ms else float("nan")
+        print(f"{budget:>9.3f} {seed:>4} {predicted_ms:>12.3f} {v.measured_ms:>11.3f} {error:>+7.1%}"
+              f" {'yes' if v.within_budget else 'no':>5}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

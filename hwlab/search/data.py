@@ -1,0 +1,141 @@
+"""Image data for supernet training and search: the bundled digits by default, or the user's own.
+
+* ``digits``: scikit-learn's handwritten digits (1,797 8x8 images, 10 classes, shipped with the package, so
+  the main job needs no download), upscaled to the space's input size and repeated to 3 channels.
+* ``.npz``: arrays ``x`` (N,H,W / N,H,W,C / N,C,H,W; uint8 0..255 or floats) and ``y`` (N integer labels).
+* an image folder: one sub-folder per class (``root/cat/1.png``), read with Pillow.
+
+Every source is resized to the input size, standardised per channel with training-split statistics and
+split into train and validation parts by a seeded, stratified draw: the search scores candidates on the
+validation part, never on what the supernet was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwlab.errors import HwlabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class DataError(HwlabError):
+    """Training data that cannot be read or used."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Train and validation tensors (N, 3, S, S) with integer labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+    source: str
+
+    def describe(self) -> str:
+        size = self.x_train.shape[-1]
+        return (f"{self.source}: {len(self.y_train)} training and {len(self.y_val)} validation images,"
+                f" {self.num_classes} classes, {size}x{size}")  # fmt: skip
+
+
+def load_data(source: str | Path = "digits", size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> ImageData:
+    """``"digits"``, a ``.npz`` file or an image folder, resized to ``size`` and split."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction={val_fraction} must be between 0 and 1", hint="e.g. 0.2")
+    if str(source) == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images, labels, name = digits.images.astype(np.float32) / 16.0, digits.target, "digits"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"no data at {path}", hint="give 'digits', a .npz file with x and y, or an image folder")
+        images, labels = _read_npz(path) if path.is_file() else _read_folder(path)
+        name = path.name
+    x = _to_nchw(images, size)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    classes = int(y.max()) + 1
+    if (y < 0).any() or len(torch.unique(y)) < 2:
+        raise DataError(f"{name}: labels must be integers 0..C-1 with at least two classes", hint="check y")
+    train, val = _stratified_split(y.numpy(), val_fraction, seed)
+    mean = x[train].mean(dim=(0, 2, 3), keepdim=True)
+    std = x[train].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    x = (x - mean) / std
+    return ImageData(x[train], y[train], x[val], y[val], classes, name)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive or "y" not in archive:
+                raise DataError(f"{path} holds {sorted(archive.files)}, not arrays x and y",
+                                hint="save with np.savez(path, x=images, y=labels)")  # fmt: skip
+            return archive["x"], archive["y"]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}", hint="give a .npz written by numpy.savez") from None
+
+
+def _read_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folders", hint="one sub-folder per class: root/NAME/*.png")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                with Image.open(file) as image:
+                    images.append(np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32) / 255.0)
+                labels.append(label)
+    if not images:
+        raise DataError(f"no images in the class folders of {root}", hint=f"files ending in {IMAGE_SUFFIXES}")
+    return np.stack(images), np.array(labels)
+
+
+def _to_nchw(images: np.ndarray, size: int) -> torch.Tensor:
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise DataError(f"images of shape {images.shape} are not N,H,W / N,H,W,C / N,C,H,W with 1 or 3 channels",
+                        hint="save grey or RGB images")  # fmt: skip
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.shape[1] == 1:
+        t = t.repeat(1, 3, 1, 1)
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        cut = max(1, int(round(len(idx) * val_fraction))) if len(idx) > 1 else 0
+        val += idx[:cut].tolist()
+        train += idx[cut:].tolist()
+    return torch.tensor(sorted(train)), torch.tensor(sorted(val))
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches in a random order (``generator``) or in order (None); the last one may be short."""
+    order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
+    for start in range(0, len(y), batch_size):
+        idx = order[start : start + batch_size]
+        yield x[idx], y[idx]

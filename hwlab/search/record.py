@@ -1,0 +1,56 @@
+"""An architecture file (``arch.json``): the space, the architecture, and what is known about it.
+
+A search writes one for its winner; ``hwlab train`` adds the path of trained weights; ``hwlab validate``
+appends each measurement on a device. Every write is atomic, so a file is never left half-written.
+
+    {"space": {...}, "choices": [...], "scales": [...],
+     "search": {...}, "weights": "...", "validations": [{...}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwlab.errors import HwlabError
+from hwlab.search.space import Arch, SearchSpace
+from hwlab.tables.store import write_json_atomic
+
+
+@dataclass
+class ArchRecord:
+    space: SearchSpace
+    arch: Arch
+    extra: dict[str, Any] = field(default_factory=dict)  # search, weights, validations, ...
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space.to_json(), **self.arch.to_json(), **self.extra}
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ArchRecord:
+        try:
+            data = json.loads(Path(path).read_text())
+            space = SearchSpace.from_json(data.pop("space"))
+        except FileNotFoundError:
+            raise HwlabError(f"no architecture file {path}", hint="give the arch.json a search wrote") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise HwlabError(
+                f"{path} is not an architecture file ({exc})",
+                hint="it needs 'space', 'choices' and 'scales', as hwlab search writes",
+            ) from None
+        arch = Arch.from_json(data)
+        extra = {k: v for k, v in data.items() if k not in ("choices", "scales")}
+        return cls(space, space.check(arch), extra)
+
+    @property
+    def name(self) -> str:
+        from hwlab.zoo.spos import spos_arch_name
+
+        return spos_arch_name(self.space.config, self.arch.choices, self.arch.scales)

@@ -1,0 +1,97 @@
+"""Validate a found architecture on the device: export it, measure it end to end, compare with the prediction.
+
+A search trusts predicted latency; this is where the prediction meets the device. The architecture's
+standalone network (with its trained weights when ``hwlab train`` made some) is exported to the backend's
+format and measured through the runner like any profiled model, over the device's own transport, into the
+table ``tables/<device>/<backend>/validate``. The predicted latency comes from the device's predictor on the
+whole exported graph (when one is fitted for that backend). The outcome is appended to the architecture file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwlab.inventory import DeviceSpec
+from hwlab.measure import MeasureSettings
+from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.search.record import ArchRecord
+from hwlab.transport import Transport
+
+
+@dataclass(frozen=True)
+class Validation:
+    device: str
+    backend: str
+    measured_ms: float
+    predicted_ms: float | None
+    budget_ms: float | None
+    table: str
+    key: str
+    measured_at: str | None
+    emulated: bool
+
+    @property
+    def error(self) -> float | None:
+        """(predicted - measured) / measured."""
+        return None if self.predicted_ms is None else self.predicted_ms / self.measured_ms - 1.0
+
+    @property
+    def within_budget(self) -> bool | None:
+        return None if self.budget_ms is None else self.measured_ms <= self.budget_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "error": self.error, "within_budget": self.within_budget,
+                "validated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+
+
+def standalone_network(record: ArchRecord) -> torch.nn.Module:
+    """The architecture's SposNet: trained weights when the record has them, else the seeded ones."""
+    from hwlab.search.train import load_weights
+    from hwlab.zoo import SposNet
+
+    net = SposNet(record.space.config, record.arch.choices, record.arch.scales)
+    weights = record.extra.get("weights")
+    return load_weights(net, Path(weights)) if weights else net
+
+
+def validate(
+    arch_file: Path,
+    device: DeviceSpec,
+    backend: str = "onnxruntime",
+    *,
+    budget_ms: float | None = None,
+    predictors_root: Path = Path("predictors"),
+    tables_root: Path = Path("tables"),
+    settings: MeasureSettings | None = None,
+    progress: Progress | None = None,
+    transport: Transport | None = None,
+) -> Validation:
+    """Measure ``arch_file``'s network on ``device`` and append the outcome to the file."""
+    from hwlab.export import export_module
+    from hwlab.predictors.predictor import Predictor
+
+    record = ArchRecord.load(arch_file)
+    net = standalone_network(record)
+    inputs = torch.randn(net.input_shape)
+    key = record.name
+    item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.macs(record.arch)},
+                     lambda fmt: export_module(net, inputs, fmt, name=key))  # fmt: skip
+    request = ProfileRequest(device=device, backend=backend, specs=[item], space="validate", table_name="validate",
+                             tables_root=tables_root, settings=settings or MeasureSettings())  # fmt: skip
+    report = profile(request, progress, transport=transport)
+    row = report.table.lookup(key)
+    predicted = None
+    if (Path(predictors_root) / device.name / backend / "predictor.json").exists():
+        onnx = export_module(net, inputs, "onnx", name=key).path
+        predicted = Predictor.load(device.name, backend, predictors_root).predict_onnx(onnx).total_ms
+    budget = budget_ms if budget_ms is not None else (record.extra.get("search") or {}).get("latency_budget_ms")
+    result = Validation(device.name, backend, float(row["median_ms"]), predicted, budget, str(report.table.folder),
+                        key, row.get("measured_at"), bool(row.get("emulated")))  # fmt: skip
+    record.extra.setdefault("validations", []).append(result.to_json())
+    record.save(arch_file)
+    return result

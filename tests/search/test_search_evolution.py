@@ -1,0 +1,93 @@
+"""Search on a tiny supernet with latency from a real lookup table of the tiny space, measured here.
+
+The table is profiled with onnxruntime on the local device, so every latency the search sees was measured;
+the searches must return only architectures within the budget, never score one twice, and the random
+baseline must spend the same number of evaluations.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.measure import MeasureSettings
+from hwlab.profile import ProfileRequest, profile
+from hwlab.search.data import load_data
+from hwlab.search.evolution import Constraints, EvolutionSettings, evolution_search, random_search
+from hwlab.search.job import ScoreSettings, SearchPlan, supernet_scorer, write_outputs
+from hwlab.search.latency import TableLatency
+from hwlab.search.space import SearchSpace, arch_key
+from hwlab.search.supernet import Supernet
+from hwlab.space import spos_config_ops
+
+SPACE = SearchSpace.of(input_size=16)
+SMALL = EvolutionSettings(population=12, iterations=4, parents=4, mutations=5, crossovers=5)
+
+
+@pytest.fixture(scope="module")
+def table_latency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TableLatency]:
+    home = tmp_path_factory.mktemp("evo")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HWLAB_CACHE", str(home / "cache"))
+    request = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=spos_config_ops(SPACE.config),
+                             space="spos", tables_root=home / "tables",
+                             settings=MeasureSettings(min_time_s=0.02, max_time_s=0.2, min_count=10))  # fmt: skip
+    report = profile(request)
+    assert not report.errors
+    yield TableLatency(SPACE, report.table)
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def scorer():  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    data = load_data("digits", size=16)
+    return supernet_scorer(Supernet(SPACE), data, ScoreSettings(recal_batches=1, recal_batch_size=64))
+
+
+def test_table_latency_is_the_sum_of_measured_ops(table_latency: TableLatency) -> None:
+    from hwlab.space import spos_arch_ops
+
+    arch = SPACE.sample(random.Random(0))
+    expected = sum(table_latency.ms[op.key] for op in spos_arch_ops(SPACE.config, arch.choices, arch.scales))
+    assert table_latency([arch])[0] == pytest.approx(expected)
+
+
+def test_searches_return_only_architectures_within_the_budget(  # type: ignore[no-untyped-def]
+    table_latency: TableLatency, scorer, tmp_path: Path
+) -> None:
+    sample = [SPACE.sample(random.Random(i)) for i in range(300)]
+    budget = float(np.quantile(table_latency(sample), 0.3))  # most of the space is over budget
+    constraints = Constraints(latency_ms=budget)
+    evo = evolution_search(SPACE, table_latency, scorer, constraints, SMALL, seed=1)
+    assert evo.rejected > 0
+    assert all(c.latency_ms <= budget for c in evo.evaluated)
+    assert table_latency([evo.best.arch])[0] <= budget
+    keys = [arch_key(c.arch) for c in evo.evaluated]
+    assert len(keys) == len(set(keys))
+    assert len(evo.history) == SMALL.iterations and evo.history == sorted(evo.history)
+
+    rnd = random_search(SPACE, table_latency, scorer, len(evo.evaluated), constraints, seed=1)
+    assert len(rnd.evaluated) == len(evo.evaluated)
+    assert all(c.latency_ms <= budget for c in rnd.evaluated)
+
+    plan = SearchPlan(SPACE, constraints=constraints)
+    files = write_outputs(tmp_path / "out", plan, evo, table_latency.name)
+    assert files["plot"].stat().st_size > 0 and files["arch"].exists()
+    front = evo.pareto
+    assert all(a.latency_ms <= b.latency_ms and a.accuracy < b.accuracy for a, b in zip(front, front[1:], strict=False))
+
+
+def test_constraints_on_macs_and_params_reject_too(table_latency: TableLatency, scorer) -> None:  # type: ignore[no-untyped-def]
+    sample = [SPACE.sample(random.Random(i)) for i in range(200)]
+    macs = int(np.quantile([SPACE.macs(a) for a in sample], 0.5))
+    params = int(np.quantile([SPACE.params(a) for a in sample], 0.5))
+    result = random_search(SPACE, table_latency, scorer, 10, Constraints(macs=macs, params=params), seed=2)
+    assert all(c.macs <= macs and c.params <= params for c in result.evaluated)
+    assert result.rejected > 0
