@@ -1,0 +1,1 @@
+"""Hardware-constrained SPOS search: space, supernet, training, evolution, latency sources, architecture files."""

@@ -63,10 +63,8 @@ class SlimConv(nn.Module):
         self.role, self.stride, self.padding = role, stride, kernel // 2
         shape = (cout, 1, kernel, kernel) if role == "depthwise" else (cout, cin, kernel, kernel)
         self.weight = nn.Parameter(torch.empty(shape))
-        # SPOS's initialisation: N(0, 1 / input channels per group), so depthwise kernels start at unit scale.
-        # (A fan-out rule that ignores groups starts them tiny, and the BatchNorm after them then turns
-        # their gradients huge: paths sampled anew each step never settle.)
-        nn.init.normal_(self.weight, 0.0, 1.0 / shape[1])
+        # He initialisation over each output's true fan-in (k*k for a depthwise kernel).
+        nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
         c = x.shape[1]
