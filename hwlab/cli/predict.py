@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -99,8 +100,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_rules(args: argparse.Namespace) -> int:
     from hwlab.predictors.fusion import measure_fusion_rules
+    from hwlab.predictors.train import FitPlan
 
-    rules = measure_fusion_rules(_base(args))
+    rules = measure_fusion_rules(replace(_base(args), settings=FitPlan().fusion_settings))
     if args.json:
         print(json.dumps(rules.to_json(), indent=2))
         return 0

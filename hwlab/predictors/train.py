@@ -62,7 +62,7 @@ class FitPlan:
     adaptive_rounds: int = 1
     neighbours: int = 2
     seed: int = 0
-    fusion_settings: MeasureSettings = MeasureSettings(min_time_s=0.3, ci_rel=0.01)
+    fusion_settings: MeasureSettings = MeasureSettings(min_time_s=0.3, ci_rel=0.003)
     kernel_settings: MeasureSettings = MeasureSettings(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
     model_settings: MeasureSettings = MeasureSettings(min_time_s=0.2, max_time_s=3.0)
 

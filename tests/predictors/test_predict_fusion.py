@@ -17,9 +17,9 @@ def test_onnxruntime_fuses_conv_and_relu_but_not_add_and_relu(tmp_path: Path, mo
     monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
     request = ProfileRequest(
         device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="fusion", tables_root=tmp_path / "t",
-        settings=MeasureSettings(min_time_s=0.1, ci_rel=0.01),
+        settings=MeasureSettings(min_time_s=0.3, ci_rel=0.003),
     )  # fmt: skip
-    rules = measure_fusion_rules(request, pairs=[("conv", "relu"), ("add", "relu")], shapes=[(28, 32)])
+    rules = measure_fusion_rules(request, pairs=[("conv", "relu"), ("add", "relu")])
     assert rules.fuses("conv", "relu")  # onnxruntime's FusedConv
     assert not rules.fuses("add", "relu")  # two kernels on the CPU provider
     assert {(e.first, e.second) for e in rules.evidence} == {("conv", "relu"), ("add", "relu")}
