@@ -79,7 +79,7 @@ def train_supernet(
     rng = random.Random(settings.seed * 1000 + _rank())
     return _train(supernet, lambda model, x: model(x, sampler(rng)), data, settings, checkpoint, progress,
                   extra_state=lambda: {"path_rng": rng.getstate()},
-                  load_extra=lambda state: rng.setstate(_tuple(state["path_rng"])))  # fmt: skip
+                  load_extra=lambda state: rng.setstate(state["path_rng"]))  # fmt: skip
 
 
 def train_network(
@@ -118,7 +118,7 @@ def _train(
         state = load_checkpoint(checkpoint)
         if state["settings"] != asdict(settings):
             raise HwlabError(f"{checkpoint} was trained with other settings: {state['settings']}",
-                             hint="pass the same settings, or another --checkpoint to train afresh")  # fmt: skip
+                             hint=f"pass the same settings, or delete {checkpoint} to train afresh")  # fmt: skip
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -185,11 +185,6 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
     """A trained model's weights from its checkpoint, in eval mode."""
     model.load_state_dict(load_checkpoint(path)["model"])
     return model.eval()
-
-
-def _tuple(value: Any) -> Any:
-    """Python's RNG state comes back from a checkpoint with lists where it had tuples."""
-    return tuple(_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @torch.no_grad()
