@@ -79,7 +79,7 @@ def validate(
     net = standalone_network(record)
     inputs = torch.randn(net.input_shape)
     key = record.name
-    item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.macs(record.arch)},
+    item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.cost(record.arch)[0]},
                      lambda fmt: export_module(net, inputs, fmt, name=key))  # fmt: skip
     request = ProfileRequest(device=device, backend=backend, specs=[item], space="validate", table_name="validate",
                              tables_root=tables_root, settings=settings or MeasureSettings())  # fmt: skip

@@ -59,7 +59,7 @@ def load_data(source: str | Path = "digits", size: int = 32, val_fraction: float
         path = Path(source)
         if not path.exists():
             raise DataError(f"no data at {path}", hint="give 'digits', a .npz file with x and y, or an image folder")
-        images, labels = _read_npz(path) if path.is_file() else _read_folder(path)
+        images, labels = _read_npz(path) if path.is_file() else _read_folder(path, size)
         name = path.name
     x = _to_nchw(images, size)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -84,7 +84,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"cannot read {path}: {exc}", hint="give a .npz written by numpy.savez") from None
 
 
-def _read_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
@@ -95,7 +95,7 @@ def _read_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
         for file in sorted((root / name).iterdir()):
             if file.suffix.lower() in IMAGE_SUFFIXES:
                 with Image.open(file) as image:
-                    images.append(np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32) / 255.0)
+                    images.append(np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32) / 255.0)
                 labels.append(label)
     if not images:
         raise DataError(f"no images in the class folders of {root}", hint=f"files ending in {IMAGE_SUFFIXES}")

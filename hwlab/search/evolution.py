@@ -17,12 +17,12 @@ from functools import partial
 from typing import Any
 
 from hwlab.errors import HwlabError
+from hwlab.profile import Progress
 from hwlab.search.latency import LatencySource
 from hwlab.search.space import Arch, SearchSpace, arch_key
 from hwlab.space import SPOS_CHOICES
 
 Score = Callable[[Arch], float]  # accuracy of a candidate (higher is better)
-Progress = Callable[[str, int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class _Search:
         self.latency_calls += len(fresh)
         out = []
         for arch, ms in zip(fresh, latencies, strict=True):
-            macs, params = self.space.macs(arch), self.space.params(arch)
+            macs, params = self.space.cost(arch)
             if ((c.latency_ms is not None and ms > c.latency_ms) or (c.macs is not None and macs > c.macs)
                     or (c.params is not None and params > c.params)):  # fmt: skip
                 self.rejected += 1

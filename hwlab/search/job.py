@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from hwlab.profile import Progress
 from hwlab.search.bn import recalibrate_bn
 from hwlab.search.data import ImageData, batches
 from hwlab.search.evolution import Constraints, EvolutionSettings, Score, SearchResult, evolution_search, random_search
@@ -22,7 +23,7 @@ from hwlab.search.record import ArchRecord
 from hwlab.search.sampling import PathSampler
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.search.supernet import Supernet
-from hwlab.search.train import Progress, TrainResult, TrainSettings, accuracy, train_supernet
+from hwlab.search.train import TrainResult, TrainSettings, accuracy, train_supernet
 from hwlab.tables.store import write_json_atomic
 
 

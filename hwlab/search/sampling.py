@@ -18,10 +18,6 @@ from hwlab.search.space import Arch, SearchSpace
 PathSampler = Callable[[random.Random], Arch]
 
 
-def uniform_sampler(space: SearchSpace) -> PathSampler:
-    return space.sample
-
-
 class LatencyBinSampler:
     """Bins of equal population (latency quantiles of ``probe`` random paths); a step draws a bin uniformly,
     then rejection-samples uniform paths until one falls in it."""

@@ -96,11 +96,10 @@ class SearchSpace:
         spos_arch_ops(self.config, arch.choices, arch.scales)
         return arch
 
-    def macs(self, arch: Arch) -> int:
-        return sum(op.macs for op in spos_arch_ops(self.config, arch.choices, arch.scales))
-
-    def params(self, arch: Arch) -> int:
-        return sum(op.params for op in spos_arch_ops(self.config, arch.choices, arch.scales))
+    def cost(self, arch: Arch) -> tuple[int, int]:
+        """(multiply-accumulates, parameters) of the architecture, from one pass over its ops."""
+        ops = spos_arch_ops(self.config, arch.choices, arch.scales)
+        return sum(op.macs for op in ops), sum(op.params for op in ops)
 
     def to_json(self) -> dict[str, Any]:
         c = self.config

@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwlab.errors import HwlabError
+from hwlab.profile import Progress
 from hwlab.search.data import ImageData, batches
 from hwlab.search.sampling import PathSampler
 from hwlab.search.space import Arch
 from hwlab.search.supernet import Supernet
-
-Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label), as profiling reports
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class TrainResult:
     checkpoint: Path | None
 
 
-def device_for_training() -> torch.device:
+def _device() -> torch.device:
     if _distributed():
         return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,7 +102,7 @@ def _train(
     extra_state: Callable[[], dict[str, Any]] = dict,
     load_extra: Callable[[dict[str, Any]], None] = lambda state: None,
 ) -> TrainResult:
-    device = device_for_training()
+    device = _device()
     torch.manual_seed(settings.seed)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,

@@ -86,8 +86,8 @@ def test_searches_return_only_architectures_within_the_budget(  # type: ignore[n
 
 def test_constraints_on_macs_and_params_reject_too(table_latency: TableLatency, scorer) -> None:  # type: ignore[no-untyped-def]
     sample = [SPACE.sample(random.Random(i)) for i in range(200)]
-    macs = int(np.quantile([SPACE.macs(a) for a in sample], 0.5))
-    params = int(np.quantile([SPACE.params(a) for a in sample], 0.5))
+    costs = np.array([SPACE.cost(a) for a in sample])
+    macs, params = (int(np.quantile(costs[:, i], 0.5)) for i in range(2))
     result = random_search(SPACE, table_latency, scorer, 10, Constraints(macs=macs, params=params), seed=2)
     assert all(c.macs <= macs and c.params <= params for c in result.evaluated)
     assert result.rejected > 0

@@ -71,7 +71,7 @@ def test_latency_bin_sampler_visits_every_bin_evenly() -> None:
     space = SearchSpace.of(input_size=16)
 
     def macs(archs: list[Arch]) -> np.ndarray:  # a deterministic cost with a spread, standing in for latency
-        return np.array([space.macs(a) for a in archs], dtype=float)
+        return np.array([space.cost(a)[0] for a in archs], dtype=float)
 
     sampler = LatencyBinSampler(space, macs, bins=4, probe=400, seed=0)
     rng = random.Random(3)
