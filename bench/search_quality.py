@@ -6,6 +6,7 @@ the local device. Prints wall times, predictor calls per second, supernet accura
 both methods, and each winner's measured latency against its prediction and the budget.
 
     .venv/bin/python bench/search_quality.py [--predictors DIR] [--seeds 3] [--epochs 30] [--population 20]
+        [--sharing nested|separate]
 
 Budgets default to the 20th, 50th and 80th percentiles of the predicted latency of random architectures.
 """
@@ -13,6 +14,7 @@ Budgets default to the 20th, 50th and 80th percentiles of the predicted latency 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import time
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--budgets", type=float, nargs="*", help="latency budgets in ms (default: percentiles)")
+    parser.add_argument("--sharing", choices=("nested", "separate"), default="nested")
     args = parser.parse_args()
 
     data = load_data("digits", 32)
@@ -69,7 +72,8 @@ def main() -> None:
     evolution = EvolutionSettings(population=args.population, iterations=args.iterations,
                                   parents=max(2, args.population // 5), mutations=args.population // 2,
                                   crossovers=args.population // 2)  # fmt: skip
-    plan = SearchPlan(space, "digits", TrainSettings(epochs=args.epochs), evolution, ScoreSettings())
+    plan = SearchPlan(space, "digits", TrainSettings(epochs=args.epochs), evolution, ScoreSettings(),
+                      sharing=args.sharing)  # fmt: skip
     start = time.perf_counter()
     supernet, trained = trained_supernet(plan, data, space.sample, supernet_checkpoint(args.runs, plan))
     print(f"supernet: {time.perf_counter() - start:.0f} s ({trained.epochs} epochs, from epoch {trained.resumed_from}),"
@@ -81,7 +85,7 @@ def main() -> None:
     print(header)
     winners = []
     for budget in budgets:
-        budget_plan = SearchPlan(space, "digits", plan.train, evolution, plan.scoring, Constraints(latency_ms=budget))
+        budget_plan = dataclasses.replace(plan, constraints=Constraints(latency_ms=budget))
         evo_acc, rnd_acc, seconds, rates, evals = [], [], [], [], []
         for seed in range(args.seeds):
             evo = run_search(budget_plan, latency, score, "evolution", seed)

@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--sampling", choices=("uniform", "latency-bins"), default="uniform",
                    help="paths uniformly, or uniformly within latency bins (default uniform)")  # fmt: skip
     t.add_argument("--bins", type=int, default=5, help="latency bins for --sampling latency-bins (default 5)")
+    t.add_argument("--sharing", choices=("nested", "separate"), default="nested",
+                   help="a layer's choice blocks share weights, kernels nested (default; trains at small scale),"
+                   " or each has its own (the paper's supernet)")  # fmt: skip
     e = p.add_argument_group("search")
     e.add_argument("--random", action="store_true", help="random search with as many evaluations (the baseline)")
     e.add_argument("--population", type=int, default=50)
@@ -145,6 +148,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           args.mutation_prob),
         ScoreSettings(recal_batches=args.recal_batches, seed=args.seed),
         Constraints(args.latency_ms, args.max_macs, args.max_params),
+        args.sharing,
     )  # fmt: skip
     sampler = LatencyBinSampler(space, latency, args.bins, seed=args.seed) if args.sampling == "latency-bins" else None
     checkpoint = supernet_checkpoint(args.runs, plan)

@@ -44,11 +44,12 @@ class SearchPlan:
     evolution: EvolutionSettings = EvolutionSettings()
     scoring: ScoreSettings = ScoreSettings()
     constraints: Constraints = field(default_factory=Constraints)
+    sharing: str = "nested"  # how a layer's choice blocks share weights (hwlab.search.supernet.ChoiceLayer)
 
     def supernet_id(self) -> str:
         """Names the checkpoint: what the supernet's weights depend on, hashed."""
-        text = json.dumps({"space": self.space.to_json(), "data": self.data, "train": asdict(self.train)},
-                          sort_keys=True)  # fmt: skip
+        text = json.dumps({"space": self.space.to_json(), "data": self.data, "train": asdict(self.train),
+                           "sharing": self.sharing}, sort_keys=True)  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -61,7 +62,7 @@ def trained_supernet(
 ) -> tuple[Supernet, TrainResult]:
     """Train the plan's supernet, resuming (or just loading) its checkpoint when there is one."""
     torch.manual_seed(plan.train.seed)
-    supernet = Supernet(plan.space)
+    supernet = Supernet(plan.space, plan.sharing)
     return supernet, train_supernet(supernet, data, plan.train, sampler, checkpoint, progress)
 
 
@@ -108,6 +109,7 @@ def write_outputs(out: Path, plan: SearchPlan, result: SearchResult, latency_nam
         "supernet_accuracy": result.best.accuracy,
         "data": plan.data,
         "supernet": plan.supernet_id(),
+        "supernet_sharing": plan.sharing,
     }
     arch = ArchRecord(plan.space, result.best.arch, {"search": search}).save(out / "arch.json")
     summary = out / "result.json"

@@ -7,21 +7,29 @@ statistics depend on the path that feeds it, so they are recalibrated per candid
 rather than learned. With channel search a block's convolutions are built at the widest middle width and a
 narrower candidate uses the first ``mid`` channels (weights, and BN statistics, shared by slicing).
 
+The paper gives each of a layer's four blocks its own weights (``sharing="separate"``). The default,
+``sharing="nested"``, shares them within a layer (kernels nested, see ``ChoiceLayer``): the space, its
+blocks and their standalone networks are the same, but the supernet trains on a small data set in minutes,
+where the separate one stays at chance.
+
 ``standalone(supernet, arch)`` copies one path's weights into the zoo's ``SposNet`` (the network that is
 exported, profiled and retrained), so the path and the standalone network compute the same function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hwlab.errors import SpaceError
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.space import SPOS_CHOICES, SposLayer, spos_mid_channels
 from hwlab.space.modules import conv_bn, split_shuffle
+
+SHARING = ("nested", "separate")  # how choice blocks of one layer share weights (see ChoiceLayer)
 
 
 class SlimBatchNorm(nn.Module):
@@ -55,23 +63,43 @@ class SlimConv(nn.Module):
     """A bias-free conv built at its widest; runs on the first channels its input has.
 
     ``role`` says which width varies: ``"expand"`` (output = the middle width asked), ``"depthwise"``
-    (output = input channels) or ``"project"`` (fixed output, input = whatever comes in).
+    (output = input channels, and a smaller kernel is the centre of this one) or ``"project"`` (fixed output,
+    input = whatever comes in).
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, role: str) -> None:
         super().__init__()
-        self.role, self.stride, self.padding = role, stride, kernel // 2
+        self.role, self.stride = role, stride
         shape = (cout, 1, kernel, kernel) if role == "depthwise" else (cout, cin, kernel, kernel)
         self.weight = nn.Parameter(torch.empty(shape))
         # He initialisation over each output's true fan-in (k*k for a depthwise kernel).
         nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
-        c = x.shape[1]
+    def weight_for(self, cin: int, mid: int, kernel: int | None = None) -> torch.Tensor:
+        """The slice a path runs: ``cin`` input channels, ``mid`` middle channels, a centred ``kernel``."""
         if self.role == "depthwise":
-            return F.conv2d(x, self.weight[:c], None, self.stride, self.padding, groups=c)
+            w = self.weight[:cin]
+            crop = (w.shape[-1] - (kernel or w.shape[-1])) // 2
+            return w[:, :, crop : w.shape[-1] - crop, crop : w.shape[-1] - crop] if crop else w
         out = mid if self.role == "expand" else self.weight.shape[0]
-        return F.conv2d(x, self.weight[:out, :c], None, self.stride, self.padding)
+        return self.weight[:out, :cin]
+
+    def forward(self, x: torch.Tensor, mid: int, kernel: int | None = None, stride: int | None = None) -> torch.Tensor:
+        c = x.shape[1]
+        w = self.weight_for(c, mid, kernel)
+        groups = c if self.role == "depthwise" else 1
+        return F.conv2d(x, w, None, stride or self.stride, w.shape[-1] // 2, groups=groups)
+
+    def init_identity(self) -> None:
+        """A depthwise kernel that passes each channel through, or a square 1x1 that is the identity."""
+        with torch.no_grad():
+            self.weight.zero_()
+            k = self.weight.shape[-1] // 2
+            if self.role == "depthwise":
+                self.weight[:, 0, k, k] = 1.0
+            else:
+                n = min(self.weight.shape[:2])
+                self.weight[range(n), range(n), k, k] = 1.0
 
 
 class _Step(nn.Module):
@@ -81,54 +109,105 @@ class _Step(nn.Module):
         super().__init__()
         self.conv, self.bn, self.relu = conv, SlimBatchNorm(channels), relu
 
-    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
-        x = self.bn(self.conv(x, mid))
+    def forward(self, x: torch.Tensor, mid: int, kernel: int | None = None, stride: int | None = None) -> torch.Tensor:
+        x = self.bn(self.conv(x, mid, kernel, stride))
         return F.relu(x) if self.relu else x
 
 
-class ChoiceBlock(nn.Module):
-    """One candidate block of one layer at its widest middle width: projection branch (stride 2), main branch."""
+@dataclass(frozen=True)
+class _Call:
+    """One step of a choice block: which shared step runs, with which kernel (centre crop) and stride."""
 
-    def __init__(self, layer: SposLayer, choice: int, max_mid: int) -> None:
+    step: str
+    kernel: int | None = None
+    stride: int | None = None
+
+
+class ChoiceLayer(nn.Module):
+    """The four candidate blocks of one layer: a pool of steps and, per choice, the calls that make its block.
+
+    ``sharing="separate"`` is the paper's supernet: every choice owns its weights. ``sharing="nested"``
+    shares them within the layer so that changing a choice perturbs a path instead of replacing it:
+    the three ShuffleNet units use one pair of 1x1 convs and one 7x7 depthwise kernel whose centre is the
+    5x5 and 3x3 one; the Shuffle-Xception unit reuses the units' 1x1 convs and the 3x3 centre for its last
+    pair and starts its own extra depthwise and 1x1 convs as identities. A narrow deep supernet with
+    separate weights is chaotic at small scale (a path's features change completely when one early choice
+    changes), and uniform single-path training then stays at chance; nested sharing trains within minutes.
+    """
+
+    def __init__(self, layer: SposLayer, max_mid: int, sharing: str) -> None:
         super().__init__()
-        cin, cout, stride = layer.cin, layer.cout, layer.stride
-        self.stride = stride
-        self.proj: nn.ModuleList | None = None
-        if stride == 2:  # registered first: the standalone block lists branch_proj before branch_main
-            self.proj = nn.ModuleList([
-                _Step(SlimConv(cin, cin, _kernel(choice), 2, "depthwise"), cin, relu=False),
-                _Step(SlimConv(cin, cin, 1, 1, "project"), cin, relu=True),
-            ])  # fmt: skip
+        if sharing not in SHARING:
+            raise SpaceError(f"weight sharing {sharing!r} is not one of {', '.join(SHARING)}",
+                             hint="nested (trains at small scale) or separate (the paper's supernet)")  # fmt: skip
+        cin, stride = layer.cin, layer.stride
         branch_in = cin // 2 if stride == 1 else cin
-        out = cout - branch_in
-        m = max_mid
-        if SPOS_CHOICES[choice].startswith("xception"):
-            steps = [
-                _Step(SlimConv(branch_in, branch_in, 3, stride, "depthwise"), branch_in, relu=False),
-                _Step(SlimConv(branch_in, m, 1, 1, "expand"), m, relu=True),
-                _Step(SlimConv(m, m, 3, 1, "depthwise"), m, relu=False),
-                _Step(SlimConv(m, m, 1, 1, "expand"), m, relu=True),
-                _Step(SlimConv(m, m, 3, 1, "depthwise"), m, relu=False),
-                _Step(SlimConv(m, out, 1, 1, "project"), out, relu=True),
-            ]
-        else:
-            k = _kernel(choice)
-            steps = [
-                _Step(SlimConv(branch_in, m, 1, 1, "expand"), m, relu=True),
-                _Step(SlimConv(m, m, k, stride, "depthwise"), m, relu=False),
-                _Step(SlimConv(m, out, 1, 1, "project"), out, relu=True),
-            ]
-        self.main = nn.ModuleList(steps)
+        out, m = layer.cout - branch_in, max_mid
+        steps: dict[str, _Step] = {}
 
-    def forward(self, x: torch.Tensor, mid: int) -> torch.Tensor:
-        if self.proj is None:
-            passed, x = split_shuffle(x)
+        def step(name: str, c_in: int, c_out: int, kernel: int, stride_: int, role: str, relu: bool) -> str:
+            steps[name] = _Step(SlimConv(c_in, c_out, kernel, stride_, role), c_out, relu)
+            return name
+
+        def proj_branch(prefix: str, kernel: int) -> list[_Call]:
+            if stride == 1:
+                return []
+            return [_Call(step(f"{prefix}proj_dw", cin, cin, kernel, 2, "depthwise", False)),
+                    _Call(step(f"{prefix}proj_pw", cin, cin, 1, 1, "project", True))]  # fmt: skip
+
+        def unit(prefix: str, kernel: int) -> list[_Call]:
+            return [_Call(step(f"{prefix}expand", branch_in, m, 1, 1, "expand", True)),
+                    _Call(step(f"{prefix}dw", m, m, kernel, stride, "depthwise", False)),
+                    _Call(step(f"{prefix}project", m, out, 1, 1, "project", True))]  # fmt: skip
+
+        def xception(prefix: str, shared: list[_Call] | None) -> list[_Call]:
+            """Its main branch; with ``shared`` (a unit's calls) it reuses their 1x1s and the 3x3 centre."""
+            dw1 = step(f"{prefix}dw1", branch_in, branch_in, 3, stride, "depthwise", False)
+            dw2 = step(f"{prefix}dw2", m, m, 3, 1, "depthwise", False)
+            pw2 = step(f"{prefix}pw2", m, m, 1, 1, "expand", True)
+            if shared is None:
+                return [_Call(dw1), _Call(step(f"{prefix}pw1", branch_in, m, 1, 1, "expand", True)),
+                        _Call(dw2), _Call(pw2), _Call(step(f"{prefix}dw3", m, m, 3, 1, "depthwise", False)),
+                        _Call(step(f"{prefix}pw3", m, out, 1, 1, "project", True))]  # fmt: skip
+            for name in (dw1, dw2, pw2):
+                steps[name].conv.init_identity()
+            expand, dw, project = shared
+            return [_Call(dw1), expand, _Call(dw2), _Call(pw2), _Call(dw.step, 3, 1), project]
+
+        recipes: list[tuple[list[_Call], list[_Call]]] = []
+        if sharing == "separate":
+            for c, name in enumerate(SPOS_CHOICES):
+                prefix = f"c{c}_"
+                main = xception(prefix, None) if name.startswith("xception") else unit(prefix, _kernel(c))
+                recipes.append((proj_branch(prefix, _kernel(c)), main))
         else:
+            widest = max(_kernel(c) for c in range(len(SPOS_CHOICES)))
+            proj, main = proj_branch("", widest), unit("", widest)
+            for c, name in enumerate(SPOS_CHOICES):
+                k = _kernel(c)
+                cropped = [_Call(proj[0].step, k), proj[1]] if proj else []
+                if name.startswith("xception"):
+                    recipes.append((cropped, xception("x_", main)))
+                else:
+                    recipes.append((cropped, [main[0], _Call(main[1].step, k), main[2]]))
+        self.steps = nn.ModuleDict(steps)
+        self.recipes = recipes
+
+    def calls(self, choice: int) -> list[tuple[_Step, _Call]]:
+        """The steps a choice runs, projection branch first (the standalone block's order)."""
+        proj, main = self.recipes[choice]
+        return [(self.steps[c.step], c) for c in (*proj, *main)]
+
+    def forward(self, x: torch.Tensor, choice: int, mid: int) -> torch.Tensor:
+        proj, main = self.recipes[choice]
+        if proj:
             passed = x
-            for step in self.proj:
-                passed = step(passed, mid)
-        for step in self.main:
-            x = step(x, mid)
+            for call in proj:
+                passed = self.steps[call.step](passed, mid, call.kernel, call.stride)
+        else:
+            passed, x = split_shuffle(x)
+        for call in main:
+            x = self.steps[call.step](x, mid, call.kernel, call.stride)
         return torch.cat((passed, x), dim=1)
 
 
@@ -139,18 +218,15 @@ def _kernel(choice: int) -> int:
 class Supernet(nn.Module):
     """All paths of a search space; ``forward(x, arch)`` runs one."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, sharing: str = "nested") -> None:
         super().__init__()
-        self.space = space
+        self.space, self.sharing = space, sharing
         config = space.config
         stem, *_, stage_out, last = config.channels
         self.stem = nn.Sequential(*conv_bn(3, stem, 3, config.stem_stride))
         widest = max(space.scales)
         self.layers = nn.ModuleList(
-            nn.ModuleList(
-                ChoiceBlock(layer, c, spos_mid_channels(layer.cout, widest)) for c in range(len(SPOS_CHOICES))
-            )
-            for layer in config.layers()
+            ChoiceLayer(layer, spos_mid_channels(layer.cout, widest), sharing) for layer in config.layers()
         )
         self.last = nn.Sequential(*conv_bn(stage_out, last, 1))
         self.classifier = nn.Linear(last, config.num_classes)
@@ -161,24 +237,19 @@ class Supernet(nn.Module):
 
     def features(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         x = self.stem(x)
-        for blocks, choice, mid in zip(self.layers, arch.choices, self.mids(arch), strict=True):
-            x = blocks[choice](x, mid)
+        for layer, choice, mid in zip(self.layers, arch.choices, self.mids(arch), strict=True):
+            x = layer(x, choice, mid)
         return torch.flatten(F.adaptive_avg_pool2d(self.last(x), 1), 1)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         return self.classifier(self.features(x, arch))
 
-    def path_modules(self, arch: Arch) -> Iterator[nn.Module]:
-        """The blocks one architecture runs (for BN recalibration and weight copies)."""
-        for blocks, choice in zip(self.layers, arch.choices, strict=True):
-            yield blocks[choice]
-
 
 def standalone(supernet: Supernet, arch: Arch) -> nn.Module:
     """The zoo's SposNet of ``arch`` carrying the supernet path's weights and BN statistics (eval mode).
 
-    Convolution weights are the leading slices of the widest ones; affine-free BNs become affine BNs with
-    weight 1 and bias 0, so the standalone network computes what the path computes.
+    Convolution weights are the slices the path runs (leading channels, centred kernels); affine-free BNs
+    become affine BNs with weight 1 and bias 0, so the standalone network computes what the path computes.
     """
     from hwlab.zoo import SposNet
 
@@ -189,20 +260,23 @@ def standalone(supernet: Supernet, arch: Arch) -> nn.Module:
         stem.load_state_dict(supernet.stem.state_dict())
         last.load_state_dict(supernet.last.state_dict())
         fc.load_state_dict(supernet.classifier.state_dict())
-        for target, source in zip(blocks, supernet.path_modules(arch), strict=True):
-            _copy_block(target, source)
+        for target, layer, choice in zip(blocks, supernet.layers, arch.choices, strict=True):
+            _copy_block(target, layer.calls(choice))
     return net.eval()
 
 
-def _copy_block(target: nn.Module, source: ChoiceBlock) -> None:
+def _copy_block(target: nn.Module, calls: list[tuple[_Step, _Call]]) -> None:
     convs = [m for m in target.modules() if isinstance(m, nn.Conv2d)]
     bns = [m for m in target.modules() if isinstance(m, nn.BatchNorm2d)]
-    steps = [*(source.proj or []), *source.main]
-    if len(convs) != len(steps) or len(bns) != len(steps):
-        raise RuntimeError(f"block layouts differ: {len(convs)} convs in the network, {len(steps)} in the supernet")
-    for conv, bn, step in zip(convs, bns, steps, strict=True):
-        out, cin = conv.weight.shape[:2]
-        conv.weight.copy_(step.conv.weight[:out, :cin])
+    if len(convs) != len(calls) or len(bns) != len(calls):
+        raise RuntimeError(f"block layouts differ: {len(convs)} convs in the network, {len(calls)} in the supernet")
+    for conv, bn, (step, call) in zip(convs, bns, calls, strict=True):
+        depthwise = step.conv.role == "depthwise"
+        weight = step.conv.weight_for(conv.out_channels if depthwise else conv.in_channels, conv.out_channels,
+                                      call.kernel)  # fmt: skip
+        if weight.shape != conv.weight.shape:
+            raise RuntimeError(f"weight shapes differ: {tuple(conv.weight.shape)} vs {tuple(weight.shape)}")
+        conv.weight.copy_(weight)
         c = bn.num_features
         bn.running_mean.copy_(step.bn.running_mean[:c])
         bn.running_var.copy_(step.bn.running_var[:c])

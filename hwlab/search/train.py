@@ -118,7 +118,7 @@ def _train(
         if state["settings"] != asdict(settings):
             raise HwlabError(f"{checkpoint} was trained with other settings: {state['settings']}",
                              hint=f"pass the same settings, or delete {checkpoint} to train afresh")  # fmt: skip
-        model.load_state_dict(state["model"])
+        _load_model(model, state, checkpoint)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["data_rng"])
@@ -182,8 +182,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
     """A trained model's weights from its checkpoint, in eval mode."""
-    model.load_state_dict(load_checkpoint(path)["model"])
+    _load_model(model, load_checkpoint(path), path)
     return model.eval()
+
+
+def _load_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise HwlabError(f"{path} does not hold this network's weights: {str(exc).splitlines()[0]}",
+                         hint=f"it was written by another version or network; delete {path} to train afresh") from None
 
 
 @torch.no_grad()

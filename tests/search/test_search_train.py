@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from hwlab.errors import HwlabError
+from hwlab.search.bn import recalibrate_bn
 from hwlab.search.data import DataError, load_data
 from hwlab.search.space import SearchSpace
 from hwlab.search.supernet import Supernet
@@ -97,10 +98,13 @@ def test_user_data_from_npz_and_image_folder(tmp_path: Path) -> None:
         load_data(tmp_path / "nowhere")
 
 
-def test_training_one_path_learns_the_digits(digits) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_path_training_learns_the_digits(digits) -> None:  # type: ignore[no-untyped-def]
+    """The point of the supernet: paths never trained as such score well above chance (10%)."""
     torch.manual_seed(0)
     net = Supernet(SPACE)
-    arch = SPACE.sample(random.Random(7))
-    result = train_supernet(net, digits, TrainSettings(epochs=4, lr=0.1), lambda rng: arch)
-    assert result.last_accuracy > 0.6
-    assert accuracy(net, digits.x_val, digits.y_val, arch) > 0.6
+    result = train_supernet(net, digits, TrainSettings(epochs=15), SPACE.sample)
+    assert result.last_accuracy > 0.3
+    rng = random.Random(99)
+    for arch in (SPACE.sample(rng) for _ in range(3)):
+        recalibrate_bn(net, arch, (digits.x_train[i : i + 128] for i in range(0, 640, 128)), 5)
+        assert accuracy(net, digits.x_val, digits.y_val, arch) > 0.25
