@@ -190,8 +190,10 @@ def _load_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
-        raise HwlabError(f"{path} does not hold this network's weights: {str(exc).splitlines()[0]}",
-                         hint=f"it was written by another version or network; delete {path} to train afresh") from None
+        raise HwlabError(
+            f"{path} does not hold this network's weights: {str(exc).splitlines()[0]}",
+            hint=f"it was written by another version or network; delete {path} to train afresh",
+        ) from None
 
 
 @torch.no_grad()
