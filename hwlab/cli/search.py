@@ -31,6 +31,9 @@ Single Path One-Shot search under a latency budget on one device:
 Latency comes from the device's predictor (`hwlab predictors fit`), or with --latency-source table from a
 lookup table of this very space (`hwlab profile --space spos` with the same --input-size, --width,
 --num-classes, --stem-stride and --channel-scales).
+
+Several GPUs: `torchrun --nproc_per_node N $(command -v hwlab) search ...` trains the supernet with
+DistributedDataParallel (each process draws its own path per step); the first process then searches.
 """
 
 
@@ -130,6 +133,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from hwlab.search.latency import PredictorLatency, TableLatency
     from hwlab.search.sampling import LatencyBinSampler
     from hwlab.search.space import SearchSpace
+    from hwlab.search.train import is_main_process
     from hwlab.tables import LookupTable, TableId
 
     device = get_device(args.device, args.inventory)
@@ -155,6 +159,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     with _progress_bar(err) as bar:
         bars = PhaseBars(bar, "supernet")
         supernet, trained = trained_supernet(plan, data, sampler or space.sample, checkpoint, bars)
+    if not is_main_process():  # under torchrun the other processes only help train the supernet
+        return 0
     method = "random" if args.random else "evolution"
     with _progress_bar(err) as bar:
         result = run_search(plan, latency, supernet_scorer(supernet, data, plan.scoring), method, args.search_seed,

@@ -66,6 +66,11 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def is_main_process() -> bool:
+    """False in the helper processes of a ``torchrun`` launch, which only train."""
+    return _rank() == 0
+
+
 def train_supernet(
     supernet: Supernet,
     data: ImageData,
@@ -125,10 +130,11 @@ def _train(
         torch.set_rng_state(state["torch_rng"])
         load_extra(state)
         start = int(state["epoch"])
-    wrapped = model
+    wrapped, own_group = model, False
     if _distributed():
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            own_group = True
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
@@ -160,6 +166,9 @@ def _train(
                 "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                 "settings": asdict(settings), "loss": loss_value, "accuracy": accuracy, **extra_state(),
             })  # fmt: skip
+    if own_group:
+        torch.distributed.barrier()  # every rank leaves after the last checkpoint is written
+        torch.distributed.destroy_process_group()
     model.eval()
     return TrainResult(settings.epochs, start, loss_value, accuracy, checkpoint)
 
