@@ -146,6 +146,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency = TableLatency(space, table)
     else:
         latency = PredictorLatency(space, device.name, args.backend, args.predictors)
+        if latency.note:
+            err.print(f"[yellow]note:[/] {latency.note}")
     plan = SearchPlan(
         space, str(args.data), _train_settings(args),
         EvolutionSettings(args.population, args.iterations, args.parents, args.mutations, args.crossovers,

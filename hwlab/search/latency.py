@@ -37,7 +37,17 @@ class PredictorLatency:
 
         self.space = space
         self.name = f"predictor {device}/{backend}"
-        self.table = SposLatencyTable(Predictor.load(device, backend, root), space.config)
+        predictor = Predictor.load(device, backend, root)
+        self.table = SposLatencyTable(predictor, space.config)
+        fitted = predictor.loaded.meta.get("plan", {}).get("spos_input")
+        config = space.config
+        self.note: str | None = None  # set when the space lies outside what the predictor was fitted on
+        if fitted is not None and (config.input_size != fitted or config.width != 1.0):
+            self.note = (
+                f"the predictor was fitted on SPOS at {fitted}x{fitted}, width 1; this space is"
+                f" {config.input_size}x{config.input_size}, width {config.width:g}, where its error is unchecked:"
+                " the winner's measurement tells, or search with --latency-source table"
+            )
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         if not archs:

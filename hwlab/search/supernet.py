@@ -130,9 +130,10 @@ class ChoiceLayer(nn.Module):
     shares them within the layer so that changing a choice perturbs a path instead of replacing it:
     the three ShuffleNet units use one pair of 1x1 convs and one 7x7 depthwise kernel whose centre is the
     5x5 and 3x3 one; the Shuffle-Xception unit reuses the units' 1x1 convs and the 3x3 centre for its last
-    pair and starts its own extra depthwise and 1x1 convs as identities. A narrow deep supernet with
-    separate weights is chaotic at small scale (a path's features change completely when one early choice
-    changes), and uniform single-path training then stays at chance; nested sharing trains within minutes.
+    pair and starts its own extra depthwise and 1x1 convs as identities. A narrow, deep supernet starts
+    chaotic (a path's features change completely when one early choice changes); with nested sharing every
+    step trains weights all paths run and training orders it, with separate weights uniform single-path
+    training stays at chance at small scale (``bench/supernet_sharing.py``).
     """
 
     def __init__(self, layer: SposLayer, max_mid: int, sharing: str) -> None:

@@ -105,3 +105,16 @@ def test_overhead_fit_is_exact_on_synthetic_models() -> None:
     # With the measured fixed cost only the per-model term is fitted.
     known = fit_overhead(sums, counts, measured, fixed_cost_ms=0.003)
     assert known.per_kernel_ms == -0.003 and known.fixed_ms == pytest.approx(0.05)
+
+
+def test_search_latency_notes_a_space_outside_the_fit(fitted) -> None:  # type: ignore[no-untyped-def]
+    from hwlab.search.latency import PredictorLatency
+    from hwlab.search.space import SearchSpace
+
+    _, root, _ = fitted
+    inside = PredictorLatency(SearchSpace.of(input_size=32, width=1.0), "local", "onnxruntime", root)
+    assert inside.note is None
+    outside = PredictorLatency(SearchSpace.of(input_size=32, width=0.25), "local", "onnxruntime", root)
+    assert outside.note and "32x32, width 0.25" in outside.note and "--latency-source table" in outside.note
+    arch = SearchSpace.of(input_size=32, width=0.25).sample(random.Random(0))
+    assert outside([arch])[0] > 0  # the note warns; the prediction is still made
