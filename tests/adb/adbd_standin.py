@@ -255,6 +255,10 @@ def run_shell(stream: Stream, service: str) -> None:
     pid, master = pty.fork()
     if pid == 0:  # the child: its own session with the PTY as controlling terminal
         try:
+            # A shell on the device starts with default signal handling, whatever this process ignores
+            # (Python ignores SIGPIPE; nohup ignores SIGHUP, which would keep a hung-up command alive).
+            for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             tty.setraw(0)
             os.chdir(stream.conn.root)
             os.execve(argv[0], argv, env)
