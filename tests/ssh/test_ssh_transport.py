@@ -163,4 +163,7 @@ def test_a_silent_link_is_declared_dead_within_the_keepalive_bound(sshd) -> None
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+        for pid in stopped[1:]:  # this session's server side and its command: nothing hangs them up
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         ssh.close()
