@@ -101,6 +101,7 @@ class _Search:
         self.scored: dict[str, Candidate] = {}
         self.rejected = self.latency_calls = 0
         self.latency_seconds = 0.0
+        self.fastest_ms = float("inf")  # of every candidate whose latency was asked, admitted or not
         self.started = time.perf_counter()
 
     def admit(self, archs: Sequence[Arch]) -> list[Candidate]:
@@ -111,6 +112,8 @@ class _Search:
         latencies = self.latency(fresh) if fresh else []
         self.latency_seconds += time.perf_counter() - start
         self.latency_calls += len(fresh)
+        if fresh:
+            self.fastest_ms = min(self.fastest_ms, float(min(latencies)))
         out = []
         for arch, ms in zip(fresh, latencies, strict=True):
             macs, params = self.space.cost(arch)
@@ -130,7 +133,8 @@ class _Search:
 
     def result(self, method: str, history: list[float]) -> SearchResult:
         if not self.scored:
-            raise HwlabError("no architecture met the constraints",
+            raise HwlabError(f"no architecture met the constraints: the fastest of {self.latency_calls:,} drawn is"
+                             f" predicted at {self.fastest_ms:.3f} ms",
                              hint="raise --latency-ms (or the FLOPs/params limits)")  # fmt: skip
         evaluated = list(self.scored.values())
         best = max(evaluated, key=lambda c: (c.accuracy, -c.latency_ms))

@@ -8,6 +8,7 @@ baseline must spend the same number of evaluations.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwlab.errors import HwlabError
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure import MeasureSettings
 from hwlab.profile import ProfileRequest, profile
@@ -91,3 +93,12 @@ def test_constraints_on_macs_and_params_reject_too(table_latency: TableLatency, 
     result = random_search(SPACE, table_latency, scorer, 10, Constraints(macs=macs, params=params), seed=2)
     assert all(c.macs <= macs and c.params <= params for c in result.evaluated)
     assert result.rejected > 0
+
+
+def test_an_impossible_budget_names_the_fastest_candidate_drawn(table_latency: TableLatency, scorer) -> None:  # type: ignore[no-untyped-def]
+    first = float(table_latency([SPACE.sample(random.Random(3))])[0])  # what random_search(seed=3) draws first
+    budget = first / 10
+    with pytest.raises(HwlabError, match=r"fastest of [\d,]+ drawn is predicted at [\d.]+ ms") as err:
+        random_search(SPACE, table_latency, scorer, 5, Constraints(latency_ms=budget), seed=3, max_draws=64)
+    fastest = float(re.search(r"at ([\d.]+) ms", str(err.value)).group(1))
+    assert budget < fastest <= first + 1e-3
