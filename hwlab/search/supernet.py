@@ -221,7 +221,7 @@ class Supernet(nn.Module):
 
     def __init__(self, space: SearchSpace, sharing: str = "nested") -> None:
         super().__init__()
-        self.space, self.sharing = space, sharing
+        self.space = space
         config = space.config
         stem, *_, stage_out, last = config.channels
         self.stem = nn.Sequential(*conv_bn(3, stem, 3, config.stem_stride))
