@@ -36,6 +36,7 @@ from hwlab.search.job import (
 )
 from hwlab.search.latency import PredictorLatency
 from hwlab.search.space import SearchSpace
+from hwlab.search.supernet import SHARING
 from hwlab.search.train import TrainSettings
 from hwlab.validate import validate
 
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--budgets", type=float, nargs="*", help="latency budgets in ms (default: percentiles)")
-    parser.add_argument("--sharing", choices=("nested", "separate"), default="nested")
+    parser.add_argument("--sharing", choices=SHARING, default="nested")
     args = parser.parse_args()
 
     data = load_data("digits", 32)
