@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwlab.deploy import Deployer
 from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.profile import MeasureSettings, ProfileRequest, profile
+from hwlab.measure.deploy import Deployer
+from hwlab.measure.settings import MeasureSettings
+from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
 from hwlab.transport import LocalTransport
 

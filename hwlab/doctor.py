@@ -1,8 +1,9 @@
 """What a device lacks for profiling, and how to fix each thing.
 
 Checked in the order a profile needs them: a Python the runner can use, numpy,
-the runner's facts, each runtime of the inventory, then what device control
-would need (governor permission, thermal and power readings).
+the device's facts (the runner's, or its shell's on a device that has TFLite's
+``benchmark_model`` instead of Python), each runtime of the inventory, then what
+device control would need (governor permission, thermal and power readings).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hwlab.deploy import Deployer, device_python
 from hwlab.errors import HwlabError
 from hwlab.inventory import DeviceSpec
-from hwlab.profile import PIP_PACKAGE, runtime_version
+from hwlab.measure.deploy import Deployer, device_python
+from hwlab.measure.facts import device_facts
+from hwlab.measure.runtimes import PIP_PACKAGE, runtime_fact
 from hwlab.transport import Transport
 
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+ORDER = {"missing": 0, "warn": 1, "ok": 2}
 
 
 @dataclass(frozen=True)
@@ -37,48 +40,73 @@ def _python_fix(device: DeviceSpec) -> str:
     )
 
 
-def diagnose(device: DeviceSpec, transport: Transport) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """The device's facts (None when the runner cannot start) and the findings, worst first."""
-    findings: list[Finding] = []
+def _python_problem(device: DeviceSpec, transport: Transport) -> Finding | None:
+    """Why the runner cannot run on the device (None when its Python and numpy are there)."""
     python = device_python(device)
     probe = transport.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); import numpy"], timeout=120
     )
     version = probe.stdout.strip().splitlines()[:1]
     if not version:
-        findings.append(Finding("missing", f"no Python at {python!r} on the device", _python_fix(device)))
-        return None, findings
+        return Finding("missing", f"no Python at {python!r} on the device", _python_fix(device))
     if tuple(map(int, version[0].split("."))) < (3, 8):
-        findings.append(
-            Finding("missing", f"{python} is Python {version[0]}; the runner needs >= 3.8", _python_fix(device))
-        )
-        return None, findings
+        return Finding("missing", f"{python} is Python {version[0]}; the runner needs >= 3.8", _python_fix(device))
     if probe.rc != 0:
-        findings.append(Finding("missing", f"numpy is not importable by {python}", f"{python} -m pip install numpy"))
-        return None, findings
+        return Finding("missing", f"numpy is not importable by {python}", f"{python} -m pip install numpy")
+    return None
+
+
+def diagnose(device: DeviceSpec, transport: Transport) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """The device's facts (None when nothing can describe it) and the findings, worst first."""
+    findings: list[Finding] = []
+    no_runner = _python_problem(device, transport)
+    if no_runner is not None and not device.benchmark_model:
+        return None, [no_runner]
+    if no_runner is not None:  # the shell describes it; only litert can be measured, with benchmark_model
+        findings.append(Finding("warn", f"{no_runner.what}: only litert, through benchmark_model", no_runner.fix))
     try:
-        facts = Deployer(transport, device).facts()
+        facts = device_facts(Deployer(transport, device))
     except HwlabError as err:
-        findings.append(Finding("missing", f"the runner cannot start: {err.message}", err.hint or ""))
-        return None, findings
-    findings.append(Finding("ok", f"Python {facts.get('python')} with numpy"))
+        return None, [*findings, Finding("missing", f"the device cannot be described: {err.message}", err.hint or "")]
+    if no_runner is None:
+        findings.append(Finding("ok", f"Python {facts.get('python')} with numpy"))
+    findings.extend(_runtime_findings(device, facts, runner=no_runner is None))
+    findings.extend(_control_findings(device, transport, facts, runner=no_runner is None))
+    return facts, sorted(findings, key=lambda f: ORDER[f.level])
+
+
+def _runtime_findings(device: DeviceSpec, facts: dict[str, Any], *, runner: bool) -> list[Finding]:
+    python = device_python(device)
+    out = []
     for runtime in device.runtimes:
-        found = runtime_version(facts, runtime)
-        if found:
-            findings.append(Finding("ok", f"{runtime} {found}"))
+        found = runtime_fact(facts, runtime)
+        by_binary = runtime == "litert" and device.benchmark_model
+        if found and found.get("error"):
+            out.append(Finding("missing", f"{runtime} is installed but fails to import: {found['error']}",
+                               f"{python} -m pip install --force-reinstall {PIP_PACKAGE[runtime]}"))  # fmt: skip
+        elif found:
+            version = f" {found['version']}" if found.get("version") else ""
+            out.append(Finding("ok", f"{runtime}{version} ({found['module']})"))
+        elif by_binary:
+            out.append(Finding("missing", f"{runtime}: no executable benchmark_model at {device.benchmark_model!r}",
+                               "copy TFLite's benchmark_model there and make it executable (chmod +x)"))  # fmt: skip
+        elif runner:
+            out.append(Finding("missing", f"{runtime} is not installed",
+                               f"{python} -m pip install {PIP_PACKAGE[runtime]}"))  # fmt: skip
         else:
-            findings.append(
-                Finding("missing", f"{runtime} is not installed", f"{python} -m pip install {PIP_PACKAGE[runtime]}")
-            )
-    findings.extend(_control_findings(device, transport, facts))
-    order = {"missing": 0, "warn": 1, "ok": 2}
-    return facts, sorted(findings, key=lambda f: order[f.level])
+            out.append(Finding("missing", f"{runtime} needs hwlab's runner, which needs Python", _python_fix(device)))
+    return out
 
 
-def _control_findings(device: DeviceSpec, transport: Transport, facts: dict[str, Any]) -> list[Finding]:
+def _control_findings(
+    device: DeviceSpec, transport: Transport, facts: dict[str, Any], *, runner: bool
+) -> list[Finding]:
     out: list[Finding] = []
     if not facts.get("governors"):
         out.append(Finding("warn", "no cpufreq in sysfs (a VM or container?): frequencies are not recorded"))
+    elif not runner:
+        level = "missing" if device.governor else "warn"
+        out.append(Finding(level, "benchmark_model cannot set the cpufreq governor", "set it by hand (as root)"))
     elif transport.run(["test", "-w", GOVERNOR], timeout=30).rc == 0:
         out.append(Finding("ok", "cpufreq governor can be set (--governor performance)"))
     else:

@@ -15,18 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hwlab.errors import HwlabError
+from hwlab.cache import cache_dir
+from hwlab.errors import DeviceBusy
 
 POLL_S = 0.2
 
 
-class DeviceBusy(HwlabError):
-    """Another hwlab process holds the device."""
-
-
 def lock_dir() -> Path:
-    cache = os.environ.get("HWLAB_CACHE") or os.path.join("~", ".cache", "hwlab")
-    return Path(os.path.expanduser(cache)) / "locks"
+    return cache_dir() / "locks"
 
 
 @contextmanager

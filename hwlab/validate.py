@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from hwlab.inventory import DeviceSpec
-from hwlab.measure import MeasureSettings
-from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.measure.settings import MeasureSettings
+from hwlab.profile import ModelItem, ProfileRequest, profile
+from hwlab.progress import Progress
 from hwlab.search.record import ArchRecord
 from hwlab.transport import Transport
 

@@ -15,7 +15,7 @@ import pytest
 
 from hwlab.cli import main
 from hwlab.export import FORMAT_FOR_RUNTIME
-from hwlab.profile import host_can_export
+from hwlab.measure.runtimes import host_can_export
 from hwlab.space import get_space
 from hwlab.tables import LookupTable, TableId
 
@@ -62,9 +62,8 @@ def test_doctor_describes_the_local_device(capsys: pytest.CaptureFixture[str]) -
     report = json.loads(out)
     facts = report["facts"]
     assert rc == 0
-    assert {"level": "ok", "what": "onnxruntime " + facts["runtimes"]["onnxruntime"]["version"], "fix": ""} in (
-        report["findings"]
-    )
+    version = facts["runtimes"]["onnxruntime"]["version"]
+    assert {"level": "ok", "what": f"onnxruntime {version} (onnxruntime)", "fix": ""} in report["findings"]
     assert facts["cpu_count"] == os.cpu_count()
     assert facts["python"] == ".".join(map(str, sys.version_info[:3]))
     assert facts["runtimes"]["onnxruntime"]["version"]

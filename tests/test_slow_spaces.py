@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from hwlab.deploy import Deployer
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.profile import MeasureSettings, ProfileRequest, available_backends, profile
+from hwlab.measure.deploy import Deployer
+from hwlab.measure.runtimes import available_backends
+from hwlab.measure.settings import stopping
+from hwlab.profile import ProfileRequest, profile
 from hwlab.space import SposConfig, get_space, spos_arch_ops
 from hwlab.tables import LookupTable
 from hwlab.transport import LocalTransport
 
 pytestmark = pytest.mark.slow
 
-QUICK = MeasureSettings(min_time_s=0.02, max_time_s=0.5, min_count=5)
+QUICK = stopping(min_time_s=0.02, max_time_s=0.5, min_count=5)
 
 
 def test_full_spos_space_serves_every_architecture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,14 +13,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hwlab.errors import MissingKeyError, TableError, TableMismatch
-from hwlab.tables import CorruptTailWarning, LookupTable, TableId, list_tables
+from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
+from hwlab.tables import LookupTable, TableId, list_tables
+from hwlab.tables.rows import COLUMNS, Row
 
 FIXED = {"device": "d", "runtime": "onnxruntime", "runtime_version": "1.0", "threads": 1, "core_mask": None}
 
 
-def row(key: str, median: float = 1.0, status: str = "ok") -> dict:
-    return {"key": key, "status": status, "median_ms": median, "error": None if status == "ok" else "boom"}
+def row(key: str, median: float = 1.0, status: str = "ok") -> Row:
+    error = None if status == "ok" else "boom"
+    return Row(key, {"op": "conv"}, status, "d", "onnxruntime", error=error, median_ms=median)
 
 
 def new_table(tmp_path: Path) -> LookupTable:
@@ -40,6 +42,17 @@ def test_append_and_read_back_with_pandas(tmp_path: Path) -> None:
     assert fresh.latency_ms("b") == 2.5
     assert fresh.samples("a")["samples_us"] == [1500.0, 1499.0]
     assert list_tables(tmp_path) == [TableId("d", "onnxruntime", "spos")]
+
+
+def test_every_row_has_every_column_so_pandas_sees_one_schema(tmp_path: Path) -> None:
+    table = new_table(tmp_path)
+    table.append(row("a"))
+    table.append(row("bad", status="error"))
+    frame = pd.read_json(table.folder / "ops.jsonl", lines=True)
+    assert set(frame.columns) == COLUMNS | {"op"}
+    assert frame["power_w"].isna().all() and list(frame["source"]) == ["measured", "measured"]
+    with pytest.raises(ValueError, match="would overwrite columns"):
+        Row("k", {"median_ms": 1.0}, "ok", "d", "onnxruntime")
 
 
 def test_missing_key_names_it(tmp_path: Path) -> None:
@@ -99,10 +112,12 @@ WRITER = textwrap.dedent(
     """
     import sys
     from hwlab.tables import LookupTable
+    from hwlab.tables.rows import Row
     table = LookupTable(sys.argv[1])
     i = 0
     while True:
-        table.append({"key": f"op{i}", "status": "ok", "median_ms": float(i)}, {"samples_us": [1.0] * 2000})
+        row = Row(f"op{i}", {}, "ok", "d", "onnxruntime", median_ms=float(i))
+        table.append(row, {"samples_us": [1.0] * 2000})
         print(i, flush=True)
         i += 1
     """
@@ -114,10 +129,10 @@ def test_killed_writer_keeps_every_finished_row(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(table.folder)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     reported = [proc.stdout.readline() for _ in range(20)]  # twenty rows confirmed written
+    assert reported == [f"{i}\n" for i in range(20)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     rows = LookupTable(table.folder).rows()
-    assert len(reported) == 20
     assert {f"op{i}" for i in range(20)} <= set(rows)
     assert all(rows[f"op{i}"]["median_ms"] == float(i) for i in range(len(rows)))
     reread = LookupTable(table.folder)

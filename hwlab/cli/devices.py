@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwlab.doctor import diagnose
-from hwlab.errors import HwlabError
+from hwlab.errors import HostKeyNotTrusted, InvalidRequest
 from hwlab.inventory import get_device, inventory_dir, load_inventory
 from hwlab.transport import connect
 
@@ -86,7 +86,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
     device = get_device(args.name, args.inventory)
     if device.transport != "ssh":
-        raise HwlabError(
+        raise InvalidRequest(
             f"device {device.name!r} uses {device.transport}, not ssh", hint="only SSH devices have host keys"
         )
     target = ssh_target(device)
@@ -95,7 +95,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"{known_hosts_name(target.hostname, target.port)} offers a {key.get_name()} key: [bold]{shown}[/]")
     if args.fingerprint and args.fingerprint != shown:
-        raise HwlabError(
+        raise HostKeyNotTrusted(
             f"the key's fingerprint is {shown}, not {args.fingerprint}: refusing to trust it",
             hint="check that you reach the right device; its key may have been replaced",
         )

@@ -21,10 +21,13 @@ from rich.table import Table
 
 from hwlab.cli.console import stderr_console
 from hwlab.cli.devices import add_inventory_arg
-from hwlab.deploy import Deployer
 from hwlab.errors import BackendUnavailable
 from hwlab.inventory import CORE_MASK_RULES, RUNTIMES, get_device
-from hwlab.profile import MeasureSettings, ProfileReport, ProfileRequest, available_backends, profile
+from hwlab.measure.deploy import Deployer
+from hwlab.measure.facts import device_facts
+from hwlab.measure.runtimes import available_backends
+from hwlab.measure.settings import Cooldown, MeasureSettings, StopRule
+from hwlab.profile import ProfileReport, ProfileRequest, profile
 from hwlab.space import describe_spaces, get_space
 from hwlab.transport import connect
 
@@ -106,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument(
         "--lock-wait", type=float, default=0.0, help="seconds to wait for a device another profile holds (default 0)"
     )
-    d = MeasureSettings()
+    d = MeasureSettings().stop
     m.add_argument(
         "--min-time",
         type=float,
@@ -178,18 +181,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     device = get_device(args.device, args.inventory)
     params = space_params(args)
     specs = [] if args.space == "kernels" else get_space(args.space, **params)
+    d = MeasureSettings()
     settings = MeasureSettings(
-        min_time_s=args.min_time,
-        max_time_s=args.max_time,
-        min_count=args.min_count,
-        ci_rel=args.ci,
-        max_temp_c=args.max_temp,
-        pause_s=args.pause,
+        warmup=d.warmup,
+        stop=StopRule(min_count=args.min_count, min_time_s=args.min_time, max_time_s=args.max_time, ci_rel=args.ci),
+        cooldown=Cooldown(max_temp_c=args.max_temp, pause_s=args.pause),
     )
     transport = connect(device)
     reports: list[tuple[str, ProfileReport]] = []
     try:
-        facts = Deployer(transport, device).facts()
+        facts = device_facts(Deployer(transport, device))
         backends = _backends(args, device, facts)
         console.print(
             f"profiling [bold]{len(specs) or 'the'}[/] ops of space [bold]{args.space}[/] {params or ''} on "

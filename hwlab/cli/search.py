@@ -14,7 +14,7 @@ from rich.table import Table
 from hwlab.cli.console import stderr_console
 from hwlab.cli.predict import _common
 from hwlab.cli.profile import PhaseBars, _progress_bar
-from hwlab.errors import HwlabError
+from hwlab.errors import DataError
 from hwlab.inventory import get_device
 
 SEARCH_HELP = """\
@@ -226,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = ArchRecord.load(args.arch)
     data = load_data(args.data, record.space.config.input_size, seed=args.seed)
     if data.num_classes != record.space.config.num_classes:
-        raise HwlabError(f"{args.data} has {data.num_classes} classes, the architecture's classifier"
+        raise DataError(f"{args.data} has {data.num_classes} classes, the architecture's classifier"
                          f" {record.space.config.num_classes}", hint="train on the data the search used")  # fmt: skip
     settings = _train_settings(args)
     net = SposNet(record.space.config, record.arch.choices, record.arch.scales)  # from scratch
@@ -256,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _export(net, inputs, folder: Path, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """model.onnx always; model.tflite when the converter is installed (the ``tflite`` extra)."""
     from hwlab.export import export_module
-    from hwlab.profile import host_can_export
+    from hwlab.measure.runtimes import host_can_export
 
     files = {}
     for fmt, backend, suffix in (("onnx", "onnxruntime", ".onnx"), ("tflite", "litert", ".tflite")):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hwlab.export.api import ExportedModel, export_module, export_spec, format_for_runtime, get_format
-from hwlab.export.cache import default_cache_dir, file_sha256, models_dir, module_fingerprint
+from hwlab.export.cache import file_sha256, models_dir, module_fingerprint
 from hwlab.export.writers import FORMAT_FOR_RUNTIME, FORMATS, Format
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "FORMAT_FOR_RUNTIME",
     "ExportedModel",
     "Format",
-    "default_cache_dir",
     "export_module",
     "export_spec",
     "file_sha256",

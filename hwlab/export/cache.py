@@ -23,20 +23,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hwlab.cache import cache_dir
+
 # Bump when the way modules are built from specs changes, so old files are not reused.
 SPEC_BUILD_VERSION = 1
 _CHUNK = 1 << 20
 
 
-def default_cache_dir() -> Path:
-    """$HWLAB_CACHE, else ~/.cache/hwlab."""
-    env = os.environ.get("HWLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hwlab"
-
-
-def models_dir(cache_dir: Path | None = None) -> Path:
+def models_dir(cache: Path | None = None) -> Path:
     """The folder holding exported models: <cache>/models."""
-    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "models"
+    return (Path(cache) if cache is not None else cache_dir()) / "models"
 
 
 def file_sha256(path: Path) -> str:

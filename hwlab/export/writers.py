@@ -9,6 +9,7 @@ a converter upgrade re-exports instead of serving stale files.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -84,34 +85,45 @@ def _captured_tail(log: Path, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_litert() -> Iterator[None]:
-    """litert-torch without its progress printing (unless the user set it) and native log lines."""
-    name = "LITERT_TORCH_SHOW_PROGRESS"
-    preset = name in os.environ
-    os.environ.setdefault(name, "0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _environment_defaults(**values: str) -> Iterator[None]:
+    """Set the variables the user has not set, for the block only: the process's environment is restored."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
     try:
-        with _native_stderr_captured() as log, warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                yield
-            except Exception as exc:
-                exc.add_note(f"converter output:\n{_captured_tail(log)}")
-                raise
-            finally:
-                log.unlink(missing_ok=True)
+        yield
     finally:
-        if not preset:
+        for name in added:
             os.environ.pop(name, None)
 
 
+@contextlib.contextmanager
+def _quiet_litert() -> Iterator[None]:
+    """litert-torch without its progress printing (unless the user set it) and native log lines."""
+    with (
+        _environment_defaults(LITERT_TORCH_SHOW_PROGRESS="0", TF_CPP_MIN_LOG_LEVEL="2"),
+        _native_stderr_captured() as log,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            yield
+        except Exception as exc:
+            exc.add_note(f"converter output:\n{_captured_tail(log)}")
+            raise
+        finally:
+            log.unlink(missing_ok=True)
+
+
 def _litert_torch() -> ModuleType:
+    if importlib.util.find_spec("litert_torch") is None:
+        raise BackendUnavailable("the TFLite exporter litert-torch is not installed", hint=TFLITE_HINT)
     try:
         import litert_torch
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - present but broken: say so, not "not installed"
         raise BackendUnavailable(
-            f"the TFLite exporter litert-torch is not installed ({exc})", hint=TFLITE_HINT
+            f"the TFLite exporter litert-torch is installed but fails to import ({type(exc).__name__}: {exc})",
+            hint="reinstall it: pip install --force-reinstall litert-torch",
         ) from exc
     return litert_torch
 

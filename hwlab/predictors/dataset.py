@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwlab.errors import SpaceError
 from hwlab.export import export_module
 from hwlab.predictors.extract import KernelModel, kernel_models, save_kernel_model
 from hwlab.predictors.kernels import FEATURES, FusionRules
@@ -82,18 +83,17 @@ def rows_by_type(rows: Sequence[dict[str, Any]]) -> dict[str, KernelRows]:
 def kernel_space(tables_root: Path, device: str, backend: str, count: int = 8, seed: int = 0) -> list[ModelItem]:
     """``hwlab profile --space kernels``: the distinct kernels of seeded training models, split under the
     fusion rules measured for this device and backend (table ``fusion``)."""
-    from hwlab.errors import HwlabError
     from hwlab.predictors.fusion import rules_from_table
     from hwlab.tables import LookupTable, TableId
 
     if backend != "onnxruntime":
-        raise HwlabError(
+        raise SpaceError(
             f"the kernels space is cut from ONNX graphs and runs on onnxruntime, not {backend}",
             hint="use --backend onnxruntime",
         )
     fusion = LookupTable.at(tables_root, TableId(device, backend, "fusion"))
     if not fusion.exists:
-        raise HwlabError(
+        raise SpaceError(
             f"no fusion rules measured for {device}/{backend} in {tables_root}",
             hint=f"measure them first: hwlab predictors rules --device {device} --backend {backend}",
         )

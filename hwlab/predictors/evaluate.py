@@ -22,7 +22,8 @@ from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Predictor
 from hwlab.predictors.regress import rmspe, within
 from hwlab.predictors.train import FitPlan, calibration_models, model_item
-from hwlab.profile import ProfileRequest, Progress, profile
+from hwlab.profile import ProfileRequest, profile
+from hwlab.progress import Progress
 from hwlab.tables import LookupTable
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 

@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from hwlab.predictors.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
 from hwlab.predictors.probes import Probe, probe_inputs
-from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.profile import ModelItem, ProfileRequest, profile
+from hwlab.progress import Progress
 from hwlab.transport import Transport
 
 # (first, second) pairs whose fusion matters for CNNs: conv/dwconv/fc followed by

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 
 import onnx
 
+from hwlab.errors import GraphError, UnknownOpError
 from hwlab.predictors.graph_features import kernel_features
-from hwlab.predictors.graph_load import GraphError, GraphView, build_view, load_model
-from hwlab.predictors.graph_ops import CATEGORY_OF_ONNX, PATTERNS, UNKNOWN_PREFIX, Op, UnknownOpError, build_ops
+from hwlab.predictors.graph_load import GraphView, build_view, load_model
+from hwlab.predictors.graph_ops import CATEGORY_OF_ONNX, PATTERNS, UNKNOWN_PREFIX, Op, build_ops
 from hwlab.predictors.kernels import FusionRules, Kernel
 
 if TYPE_CHECKING:  # torch loads only when a module is split

@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from hwlab.errors import HwlabError
+from hwlab.errors import GraphError
 
 ONNX_DOMAINS = ("", "ai.onnx")
 # Ops whose output is their first input at inference time (Dropout only while its mask is unused).
@@ -26,10 +26,6 @@ ALIAS_OPS = ("Identity", "Dropout")
 ALWAYS_STATIC_OPS = ("Constant", "Shape", "Size")
 
 Shape = tuple[int, ...]
-
-
-class GraphError(HwlabError):
-    """An ONNX graph cannot be split into kernels: unreadable, cyclic or without static shapes."""
 
 
 @dataclass

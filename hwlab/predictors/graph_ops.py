@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hwlab.errors import HwlabError
 from hwlab.predictors.graph_load import ONNX_DOMAINS, GraphView
 
 UNKNOWN_PREFIX = "unknown:"
@@ -64,23 +63,6 @@ CONFIG_INPUTS_FROM: dict[str, int] = {
 }
 
 ELEMENTWISE = frozenset({"bn", "relu", "relu6", "hswish", "sigmoid", "swish", "add", "mul"})
-
-
-class UnknownOpError(HwlabError):
-    """The graph holds ops that no kernel category covers, so their latency cannot be predicted."""
-
-    def __init__(self, unknown: dict[str, list[tuple[str, str]]]) -> None:
-        self.nodes = {op: tuple(name for name, _ in found) for op, found in unknown.items()}
-        parts = []
-        for op, found in unknown.items():
-            shown = ", ".join(f"'{name}'" + (f": {why}" if why else "") for name, why in found[:5])
-            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-            parts.append(f"{op} (node{'s' if len(found) > 1 else ''} {shown}{more})")
-        super().__init__(
-            "no kernel category covers ONNX op type(s): " + "; ".join(parts),
-            hint="profile an operator space that covers these ops and fit predictors for them, or pass "
-            "allow_unknown=True (CLI: --allow-unknown) for a lower-bound prediction that lists them as warnings",
-        )
 
 
 @dataclass(frozen=True)

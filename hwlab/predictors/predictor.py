@@ -19,14 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from hwlab.errors import HwlabError
+from hwlab.errors import InvalidRequest, PredictorError, UnknownKernelError
 from hwlab.predictors.graph import UNKNOWN_PREFIX, onnx_kernels
 from hwlab.predictors.kernels import Kernel
 from hwlab.predictors.store import LoadedPredictor, load_predictor
-
-
-class UnknownKernelError(HwlabError):
-    """A model holds a kernel type the predictor was not trained on."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class Predictor:
     def load(cls, device: str, backend: str, root: str | os.PathLike[str] = "predictors") -> Predictor:
         folder = predictor_dir(Path(root), device, backend)
         if not (folder / "predictor.json").exists():
-            raise HwlabError(
+            raise PredictorError(
                 f"no predictor for {device}/{backend} in {root}",
                 hint=f"train one: hwlab predictors fit --device {device} --backend {backend}",
             )
@@ -126,7 +122,7 @@ class Predictor:
         if isinstance(model, (str, os.PathLike)):
             return self.predict_onnx(model, allow_unknown)
         if example_inputs is None:
-            raise HwlabError("a torch module needs example inputs to be exported", hint="pass example_inputs=")
+            raise InvalidRequest("a torch module needs example inputs to be exported", hint="pass example_inputs=")
         from hwlab.export import export_module
 
         return self.predict_onnx(export_module(model, example_inputs, "onnx").path, allow_unknown)

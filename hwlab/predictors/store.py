@@ -32,17 +32,13 @@ from typing import Any
 import numpy as np
 
 from hwlab import __version__
-from hwlab.errors import HwlabError
+from hwlab.errors import PredictorError
 from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.predictors.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
 
 FORMAT_VERSION = 1
 INDEX = "predictor.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
-
-
-class PredictorError(HwlabError):
-    """A predictor folder is missing, unreadable, from a newer hwlab, or asked for what it lacks."""
 
 
 def _looks_pickled(head: bytes) -> bool:

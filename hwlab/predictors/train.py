@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hwlab.export import export_module
-from hwlab.measure import MeasureSettings
+from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.predictors.dataset import (
     TRAINING_CHANNEL_SCALES,
     distinct_kernels,
@@ -43,7 +43,8 @@ from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
 from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
 from hwlab.predictors.store import load_predictor, save_predictor
-from hwlab.profile import ModelItem, ProfileRequest, Progress, profile
+from hwlab.profile import ModelItem, ProfileRequest, profile
+from hwlab.progress import Progress
 from hwlab.space import SposConfig
 from hwlab.tables import LookupTable
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
@@ -62,9 +63,9 @@ class FitPlan:
     adaptive_rounds: int = 1
     neighbours: int = 2
     seed: int = 0
-    fusion_settings: MeasureSettings = MeasureSettings(min_time_s=0.3, ci_rel=0.003)
-    kernel_settings: MeasureSettings = MeasureSettings(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
-    model_settings: MeasureSettings = MeasureSettings(min_time_s=0.2, max_time_s=3.0)
+    fusion_settings: MeasureSettings = stopping(min_time_s=0.3, ci_rel=0.003)
+    kernel_settings: MeasureSettings = stopping(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
+    model_settings: MeasureSettings = stopping(min_time_s=0.2, max_time_s=3.0)
 
     @property
     def spos_config(self) -> SposConfig:

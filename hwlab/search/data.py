@@ -20,13 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwlab.errors import HwlabError
+from hwlab.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-class DataError(HwlabError):
-    """Training data that cannot be read or used."""
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hwlab.errors import HwlabError
-from hwlab.profile import Progress
+from hwlab.errors import BudgetUnmet
+from hwlab.progress import Progress
 from hwlab.search.latency import LatencySource
 from hwlab.search.space import Arch, SearchSpace, arch_key
 from hwlab.space import SPOS_CHOICES
@@ -133,7 +133,7 @@ class _Search:
 
     def result(self, method: str, history: list[float]) -> SearchResult:
         if not self.scored:
-            raise HwlabError(f"no architecture met the constraints: the fastest of {self.latency_calls:,} drawn is"
+            raise BudgetUnmet(f"no architecture met the constraints: the fastest of {self.latency_calls:,} drawn is"
                              f" predicted at {self.fastest_ms:.3f} ms",
                              hint="raise --latency-ms (or the FLOPs/params limits)")  # fmt: skip
         evaluated = list(self.scored.values())

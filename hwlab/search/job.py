@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from hwlab.profile import Progress
+from hwlab.progress import Progress
 from hwlab.search.bn import recalibrate_bn
 from hwlab.search.data import ImageData, batches
 from hwlab.search.evolution import Constraints, EvolutionSettings, Score, SearchResult, evolution_search, random_search

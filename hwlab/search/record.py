@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwlab.errors import HwlabError
+from hwlab.errors import SearchError
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.tables.store import write_json_atomic
 
@@ -39,9 +39,9 @@ class ArchRecord:
             data = json.loads(Path(path).read_text())
             space = SearchSpace.from_json(data.pop("space"))
         except FileNotFoundError:
-            raise HwlabError(f"no architecture file {path}", hint="give the arch.json a search wrote") from None
+            raise SearchError(f"no architecture file {path}", hint="give the arch.json a search wrote") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise HwlabError(
+            raise SearchError(
                 f"{path} is not an architecture file ({exc})",
                 hint="it needs 'space', 'choices' and 'scales', as hwlab search writes",
             ) from None

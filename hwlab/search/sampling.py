@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hwlab.errors import HwlabError
+from hwlab.errors import SearchError
 from hwlab.search.space import Arch, SearchSpace
 
 PathSampler = Callable[[random.Random], Arch]
@@ -32,7 +32,7 @@ class LatencyBinSampler:
         max_tries: int = 10_000,
     ) -> None:
         if bins < 2:
-            raise HwlabError(f"latency bins={bins}: use at least 2", hint="or train with uniform sampling")
+            raise SearchError(f"latency bins={bins}: use at least 2", hint="or train with uniform sampling")
         rng = random.Random(seed)
         self.space, self.latency_ms, self.max_tries = space, latency_ms, max_tries
         sample = [space.sample(rng) for _ in range(probe)]
@@ -49,5 +49,5 @@ class LatencyBinSampler:
             arch = self.space.sample(rng)
             if self.bin_of(arch) == wanted:
                 return arch
-        raise HwlabError(f"no path found in latency bin {wanted} after {self.max_tries} draws",
+        raise SearchError(f"no path found in latency bin {wanted} after {self.max_tries} draws",
                          hint="use fewer bins")  # fmt: skip

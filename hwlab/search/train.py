@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwlab.errors import HwlabError
-from hwlab.profile import Progress
+from hwlab.errors import SearchError
+from hwlab.progress import Progress
 from hwlab.search.data import ImageData, batches
 from hwlab.search.sampling import PathSampler
 from hwlab.search.space import Arch
@@ -121,7 +121,7 @@ def _train(
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         if state["settings"] != asdict(settings):
-            raise HwlabError(f"{checkpoint} was trained with other settings: {state['settings']}",
+            raise SearchError(f"{checkpoint} was trained with other settings: {state['settings']}",
                              hint=f"pass the same settings, or delete {checkpoint} to train afresh")  # fmt: skip
         _load_model(model, state, checkpoint)
         optimizer.load_state_dict(state["optimizer"])
@@ -185,7 +185,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise HwlabError(f"cannot load checkpoint {path}: {exc}",
+        raise SearchError(f"cannot load checkpoint {path}: {exc}",
                          hint="delete it to train afresh, or give another --checkpoint") from None  # fmt: skip
 
 
@@ -199,7 +199,7 @@ def _load_model(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
-        raise HwlabError(
+        raise SearchError(
             f"{path} does not hold this network's weights: {str(exc).splitlines()[0]}",
             hint=f"it was written by another version or network; delete {path} to train afresh",
         ) from None

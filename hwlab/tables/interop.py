@@ -33,6 +33,7 @@ import yaml
 
 import hwlab
 from hwlab.errors import TableError
+from hwlab.tables.rows import Row
 from hwlab.tables.store import LookupTable
 
 Format = Literal["ofa", "proxyless"]
@@ -72,7 +73,6 @@ _STATISTIC: dict[Format, str] = {"ofa": "mean/std/count", "proxyless": "mean/var
 _EXPAND_UNIT: dict[Format, str] = {"ofa": "channels", "proxyless": "ratio"}
 # A table whose slowest block is under 50 µs was almost surely written in seconds, one over 10 s in µs.
 _PLAUSIBLE_MAX_MEAN_MS = (0.05, 10_000.0)
-_SUMMARY_UNKNOWN = ("median_ms", "p10_ms", "p90_ms", "iqr_ms", "min_ms")
 
 _UPSTREAM = "han-cai/files @ a7c9bcd525e17404968bc55aa43772bf7e51909e"
 
@@ -293,11 +293,7 @@ def _checked_stats(path: Path, key: str, stats: dict[str, Any], fmt: Format) -> 
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
             raise bad(f"{name}={value!r} should be a finite number >= 0")
     out["mean_ms"] = float(stats["mean"])
-    if fmt == "ofa":
-        out["std_ms"] = float(stats["std"])
-    else:
-        out["var_ms2"] = float(stats["var"])
-        out["std_ms"] = math.sqrt(stats["var"])
+    out["std_ms"] = float(stats["std"]) if fmt == "ofa" else math.sqrt(stats["var"])
     return out
 
 
@@ -400,29 +396,25 @@ def import_yaml(
             report.skipped.append(key)
             continue
         cols = parsed[key]
-        row = {
-            "key": key,
-            **cols,
-            "expand_unit": _EXPAND_UNIT[fmt] if cols["expand"] is not None else None,
-            "mid": _mid(cols, fmt),
-            "status": "ok",
-            "error": None,
-            "device": device,
-            "source_device": source_device,
-            "emulated": False,
-            "backend": backend,
-            "runtime": None,
-            "source": "imported",
-            "imported_from": source,
-            "statistic": _STATISTIC[fmt],
-            "resolution": resolution,
-            **dict.fromkeys(_SUMMARY_UNKNOWN),
+        row = Row(
+            key=key,
+            fields={
+                **cols,
+                "expand_unit": _EXPAND_UNIT[fmt] if cols["expand"] is not None else None,
+                "mid": _mid(cols, fmt),
+                "resolution": resolution,
+            },
+            status="ok",
+            device=device,
+            backend=backend,
+            source="imported",
+            source_device=source_device,
+            imported_from=source,
+            statistic=_STATISTIC[fmt],
+            imported_at=imported_at,
             **stats[key],
-            "measured_at": None,
-            "imported_at": imported_at,
-        }
-        table.append(row, None)
-        report.rows.append(row)
+        )
+        report.rows.append(table.append(row, None))
     return report
 
 

@@ -1,12 +1,85 @@
-"""Turn one device result line into one table row with its provenance."""
+"""The one row type of every table: measured rows and imported rows have the same columns.
+
+A row is what was measured (``key`` and the ``fields`` that describe it: an op's
+shapes, a kernel's features) and then the same provenance and statistics columns
+for every row of every table, null where unknown, so ``pandas.read_json`` of any
+table sees one schema. A runner result line becomes a row here, in one place.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 UNSTABLE_IQR_REL = 0.10  # IQR/median above this is flagged as unstable
 SUMMARY_COLUMNS = ("median", "p10", "p90", "iqr", "mean", "std", "min")
+RAW_DETAILS = ("power", "governor", "op_profile", "providers", "io", "gpu")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row; every column but ``fields`` is present in every row, null when unknown."""
+
+    key: str
+    fields: Mapping[str, Any]
+    status: str  # "ok" or "error"
+    device: str
+    backend: str
+    emulated: bool = False
+    error: str | None = None
+    source: str = "measured"  # "measured" by hwlab, or "imported" from a published table
+    source_device: str | None = None  # the device as an imported table's source names it
+    imported_from: str | None = None  # "owner/repo @ commit, path"
+    statistic: str | None = None  # what an imported table publishes, e.g. "mean/std/count"
+    imported_at: str | None = None
+    runtime: str | None = None
+    runtime_module: str | None = None
+    runtime_version: str | None = None
+    threads: int | None = None
+    threads_requested: int | None = None
+    compute: str | None = None  # "cpu" or "cuda"
+    core_mask: str | None = None  # "4,5"
+    governor: str | None = None
+    governor_note: str | None = None
+    temp_c: float | None = None
+    temp_c_after: float | None = None
+    freq_mhz: float | None = None
+    n: int | None = None
+    median_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    iqr_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    ci_rel: float | None = None
+    unstable: bool | None = None
+    block: int | None = None
+    stop_reason: str | None = None
+    timer: str | None = None
+    power_w: float | None = None
+    energy_mj: float | None = None
+    dynamic_energy_mj: float | None = None
+    idle_w: float | None = None
+    power_sensor: str | None = None
+    power_sample_hz: float | None = None
+    power_note: str | None = None
+    measured_at: str | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.fields) & COLUMNS)
+        if clash:
+            raise ValueError(f"row {self.key!r}: fields {clash} would overwrite columns of the same name")
+
+    def to_json(self) -> dict[str, Any]:
+        """The line a table stores: the key, the fields, then every column."""
+        columns = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("key", "fields")}
+        return {"key": self.key, **self.fields, **columns}
+
+
+COLUMNS = frozenset(f.name for f in fields(Row)) - {"fields"}
 
 
 def _ms(us: float | None) -> float | None:
@@ -25,7 +98,7 @@ def _power_columns(power: dict[str, Any] | None) -> dict[str, Any]:
     """Power and energy, or empty columns with the reason: never a zero for "not measured"."""
     if not power or power.get("power_w") is None:  # no sensor, or one that failed: say why
         reason = (power or {}).get("reason") or "power was not measured"
-        return {"power_w": None, "energy_mj": None, "power_sensor": (power or {}).get("sensor"), "power_note": reason}
+        return {"power_sensor": (power or {}).get("sensor"), "power_note": reason}
     return {
         "power_w": power.get("power_w"),
         "energy_mj": power.get("energy_mj"),
@@ -33,7 +106,6 @@ def _power_columns(power: dict[str, Any] | None) -> dict[str, Any]:
         "idle_w": power.get("idle_w"),
         "power_sensor": power["sensor"],
         "power_sample_hz": power.get("sample_hz"),
-        "power_note": None,
     }
 
 
@@ -50,13 +122,13 @@ def _governor_note(request: dict[str, Any] | None) -> str | None:
 
 
 def row_from_result(
-    result: dict[str, Any], key: str, fields: dict[str, Any], *, device: str, backend: str, emulated: bool
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The table row for a result (``fields`` describe what was measured, e.g. an OpSpec's), and the raw
-    data to store beside it (None for an error)."""
-    row: dict[str, Any] = {
+    result: dict[str, Any], key: str, fields: Mapping[str, Any], *, device: str, backend: str, emulated: bool
+) -> tuple[Row, dict[str, Any] | None]:
+    """The table row for a runner-protocol result line (``fields`` describe what was measured), and the
+    raw data to store beside it (None for an error)."""
+    common: dict[str, Any] = {
         "key": key,
-        **fields,
+        "fields": dict(fields),
         "status": result.get("status", "error"),
         "error": result.get("error"),
         "device": device,
@@ -75,23 +147,22 @@ def row_from_result(
         "temp_c_after": _hottest(result.get("temp_c_after")),
         "freq_mhz": _mean_mhz(result.get("freq_khz_before")),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_power_columns(result.get("power")),
     }
-    if row["status"] != "ok":
-        return row, None
+    if common["status"] != "ok":
+        return Row(**common), None
     s = result["summary"]
-    row.update({f"{name}_ms": _ms(s.get(f"{name}_us")) for name in SUMMARY_COLUMNS})
     median, iqr = s.get("median_us"), s.get("iqr_us")
-    row.update(
+    row = Row(
+        **common,
+        **{f"{name}_ms": _ms(s.get(f"{name}_us")) for name in SUMMARY_COLUMNS},
         n=s["n"],
         ci_rel=s.get("ci_rel"),
         block=result.get("block"),
         stop_reason=result.get("stop_reason"),
         timer=result.get("timer"),
         unstable=bool(iqr / median > UNSTABLE_IQR_REL) if median and iqr is not None else None,
-        **_power_columns(result.get("power")),
     )
     raw = {"samples_us": result.get("samples_us") or [], "block": result.get("block")}
-    for detail in ("power", "governor", "op_profile", "providers", "io", "gpu"):
-        if result.get(detail) is not None:
-            raw[detail] = result[detail]
+    raw.update({detail: result[detail] for detail in RAW_DETAILS if result.get(detail) is not None})
     return row, raw

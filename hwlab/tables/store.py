@@ -23,16 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwlab.errors import MissingKeyError, TableError, TableMismatch
+from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
+from hwlab.tables.rows import Row
 
 FORMAT_VERSION = 1
 ROWS = "ops.jsonl"
 SAMPLES = "samples.jsonl"
 META = "meta.json"
-
-
-class CorruptTailWarning(UserWarning):
-    """The last line of a table file was cut short (a kill mid-write)."""
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -194,15 +191,17 @@ class LookupTable:
     def keys(self, status: str | None = None) -> set[str]:
         return {k for k, r in self.rows().items() if status is None or r.get("status") == status}
 
-    def append(self, row: dict[str, Any], samples: dict[str, Any] | None = None) -> None:
-        """Persist one measured row (and its raw samples first, so a row never lacks them)."""
+    def append(self, row: Row, samples: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Persist one row (and its raw samples first, so a row never lacks them); returns the line written."""
+        line = row.to_json()
         if samples is not None:
-            _append_line(self.folder / SAMPLES, {"key": row["key"], **samples})
-        _append_line(self.folder / ROWS, row)
+            _append_line(self.folder / SAMPLES, {"key": row.key, **samples})
+        _append_line(self.folder / ROWS, line)
         if self._rows is not None:
-            self._rows[row["key"]] = row
+            self._rows[row.key] = line
         if self._samples is not None and samples is not None:
-            self._samples[row["key"]] = {"key": row["key"], **samples}
+            self._samples[row.key] = {"key": row.key, **samples}
+        return line
 
     def drop(self, keys: set[str]) -> None:
         """Rewrite the table without these rows (atomically), e.g. failed ops about to be retried."""

@@ -26,17 +26,16 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import queue
 import re
 import signal
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from hwlab.errors import CommandTimeout, TransportError
-from hwlab.transport.base import Completed, FinishedOnce, shell_join
+from hwlab.errors import CommandTimeout, DeviceOffline, TransportError
+from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.stream import CommandStream
 
 MIN_RATE = 1_000_000  # bytes/s a slow USB 2 or Wi-Fi link still manages: sizes transfer deadlines
 STATE_POLL_S = 0.2
@@ -55,14 +54,6 @@ _LISTDIR = (
     "printf '%s\\n' \"$f\"; done"
 )
 _NETWORK_SERIAL = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d+$")
-
-
-class DeviceOffline(TransportError):
-    """The device cannot be reached over adb now: not found, offline, unauthorized or gone."""
-
-    def __init__(self, message: str, *, state: str, hint: str | None = None) -> None:
-        self.state = state
-        super().__init__(message, hint=hint)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -316,8 +307,9 @@ class AdbTransport:
         self._streams.clear()
 
 
-class AdbStream(FinishedOnce):
-    """Stdout lines of a device command as they arrive, each awaited at most ``line_timeout`` s."""
+class AdbStream(CommandStream):
+    """A device command's stdout lines: before the call's marker is stdout, the marker carries the exit
+    code, after it comes the command's stderr; stdout ending without the marker means the link died."""
 
     def __init__(
         self,
@@ -328,71 +320,40 @@ class AdbStream(FinishedOnce):
         line_timeout: float,
     ) -> None:
         self._transport = transport
-        self._argv = tuple(argv)
         self._proc = proc
         self._marker = marker
-        self._timeout = line_timeout
-        self._lines: queue.Queue[bytes | None] = queue.Queue()
-        self._adb_err: list[bytes] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_reader.start()
+        self._rc_text: str | None = None  # set once the marker has come
+        self._command_stderr: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        super().__init__(
+            argv, proc.stdout, proc.stderr, line_timeout=line_timeout, where=f" on adb device {transport.serial!r}"
+        )
 
-    def _pump(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
+    def _line(self, text: str) -> str | None:
+        if self._rc_text is not None:  # after the marker: the command's stderr
+            self._command_stderr.append(text + "\n")
+            return None
+        at = text.find(self._marker)
+        if at < 0:
+            return text
+        self._rc_text = text[at + len(self._marker) :]
+        return text[:at] or None  # the command's last line had no newline when something precedes the marker
 
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        self._adb_err.extend(self._proc.stderr)
-
-    def _next(self) -> str | None:
+    def _finish(self, stderr: str) -> Completed:
+        """adb closed its stdout: let it exit (bounded), then read the exit code the marker carried."""
         try:
-            line = self._lines.get(timeout=self._timeout)
-        except queue.Empty:
-            self.kill()
-            raise CommandTimeout(
-                f"{self._argv[0]!r} on adb device {self._transport.serial!r} printed nothing"
-                f" for {self._timeout:g} s and was killed",
-                hint="raise the stop rule's max time or check the device",
-            ) from None
-        return None if line is None else line.decode("utf-8", "replace")
-
-    def __iter__(self) -> Iterator[str]:
-        while (line := self._next()) is not None:
-            at = line.find(self._marker)
-            if at < 0:
-                yield line.rstrip("\n")
-                continue
-            if at > 0:  # the command's last line had no newline
-                yield line[:at]
-            self._finish(line[at + len(self._marker) :])
-            return
-        self._reap()
-        raise self._transport._gone(f"{self._argv[0]!r}", b"".join(self._adb_err).decode("utf-8", "replace"))
-
-    def _reap(self) -> None:
-        """adb closed its stdout: let it exit (bounded) and collect what it said on stderr."""
-        try:
-            self._proc.wait(timeout=self._timeout)
+            self._proc.wait(timeout=self.line_timeout)
         except subprocess.TimeoutExpired:
             _kill_group(self._proc)
-        self._stderr_reader.join(timeout=self._timeout)
         self._transport._streams.discard(self)
-
-    def _finish(self, rc_line: str) -> None:
-        stderr = []
-        while (line := self._next()) is not None:
-            stderr.append(line)
-        self._reap()
+        if self._rc_text is None:
+            raise self._transport._gone(f"{self.argv[0]!r}", stderr)
         try:
-            rc = int(rc_line)
+            rc = int(self._rc_text)
         except ValueError:
-            raise self._transport._gone(f"{self._argv[0]!r} (its exit code was cut off)", "") from None
-        self._result = Completed(self._argv, rc, "", "".join(stderr))
+            raise self._transport._gone(f"{self.argv[0]!r} (its exit code was cut off)", "") from None
+        return Completed(self.argv, rc, "", "".join(self._command_stderr))
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         _kill_group(self._proc)
         self._transport._streams.discard(self)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hwlab.errors import CommandFailed, TransportError
+from hwlab.errors import CommandFailed
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,6 @@ class LineStream(Protocol):
     def result(self) -> Completed: ...
 
     def kill(self) -> None: ...
-
-
-class FinishedOnce:
-    """What every stream shares: its Completed, known only once its output was read to the end."""
-
-    _result: Completed | None = None
-
-    @property
-    def result(self) -> Completed:
-        if self._result is None:
-            raise TransportError("the command's result was asked for before its output was read to the end")
-        return self._result
 
 
 class Transport(Protocol):

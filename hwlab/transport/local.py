@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import signal
 import subprocess
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hwlab.errors import CommandTimeout, TransportError
-from hwlab.transport.base import Completed, FinishedOnce
+from hwlab.transport.base import Completed
+from hwlab.transport.stream import CommandStream
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
     """Kill the command and everything it started (the deadline's promise)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
-def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[str]:
+def _popen(argv: Sequence[str], env: dict[str, str] | None, *, text: bool = True) -> subprocess.Popen:  # type: ignore[type-arg]
     full_env = {**os.environ, **env} if env else None
     try:
         return subprocess.Popen(
@@ -31,7 +30,7 @@ def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            text=text,
             env=full_env,
             start_new_session=True,
         )
@@ -39,45 +38,18 @@ def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[
         raise TransportError(f"{argv[0]!r} is not installed on this host", hint="install it or fix the path") from err
 
 
-class LocalStream(FinishedOnce):
-    """Stdout lines of a local command, each awaited for at most ``line_timeout`` seconds."""
+class LocalStream(CommandStream):
+    """A local command's stdout lines; killing it kills its whole process group."""
 
     def __init__(self, argv: Sequence[str], line_timeout: float, env: dict[str, str] | None) -> None:
-        self._argv = tuple(argv)
-        self._timeout = line_timeout
-        self._proc = _popen(argv, env)
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines), daemon=True).start()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._proc = _popen(argv, env, text=False)
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        super().__init__(argv, self._proc.stdout, self._proc.stderr, line_timeout=line_timeout)
 
-    @staticmethod
-    def _pump(pipe, lines: queue.Queue[str | None]) -> None:  # type: ignore[no-untyped-def]
-        for line in pipe:
-            lines.put(line)
-        lines.put(None)
+    def _finish(self, stderr: str) -> Completed:
+        return Completed(self.argv, self._proc.wait(), "", stderr)
 
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        self._stderr.extend(self._proc.stderr)
-
-    def __iter__(self) -> Iterator[str]:
-        while True:
-            try:
-                line = self._lines.get(timeout=self._timeout)
-            except queue.Empty:
-                self.kill()
-                raise CommandTimeout(
-                    f"{self._argv[0]!r} printed nothing for {self._timeout:.0f} s and was killed",
-                    hint="raise the stop rule's max time or check the device",
-                ) from None
-            if line is None:
-                break
-            yield line.rstrip("\n")
-        rc = self._proc.wait()
-        self._result = Completed(self._argv, rc, "", "".join(self._stderr))
-
-    def kill(self) -> None:
+    def _kill(self) -> None:
         _kill_group(self._proc)
 
 

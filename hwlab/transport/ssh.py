@@ -21,35 +21,28 @@ import hashlib
 import os
 import posixpath
 import re
-import select
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
-from hwlab.errors import CommandTimeout, HwlabError, TransportError
-from hwlab.transport.base import Completed, FinishedOnce, shell_join
+from hwlab.errors import (
+    HostKeyChanged,
+    HostKeyNotTrusted,
+    LinkLost,
+    TransportError,
+    UnknownHostKey,
+)
+from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.stream import CommandStream
 
 KEEPALIVE_S = 15
 DEAD_LINK_S = 45  # a link whose packets go unanswered this long is dropped
-POLL_S = 0.2
 PID_MARKER = "__hwlab_pid="
-
-
-class UnknownHostKey(TransportError):
-    """The device offered a host key that known_hosts does not hold."""
-
-
-class HostKeyChanged(TransportError):
-    """The device's host key differs from the one known_hosts holds: possibly an attack."""
-
-
-class LinkLost(TransportError):
-    """The SSH connection died while a command was running."""
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -338,9 +331,12 @@ class SshTransport:
         return remote
 
 
-class SshStream(FinishedOnce):
-    """Stdout lines of a remote command, each awaited at most ``line_timeout`` s, the whole
-    command at most ``deadline`` s; on either the remote process is killed."""
+class SshStream(CommandStream):
+    """A remote command's stdout lines; its first line is the pid the shell printed (for the kill).
+
+    While the command is silent the link is asked for a reply (:class:`_Liveness`); a
+    link that gives none is dropped and the stream ends with :class:`LinkLost`.
+    """
 
     def __init__(
         self,
@@ -352,24 +348,19 @@ class SshStream(FinishedOnce):
         deadline_s: float | None = None,
     ) -> None:
         self._ssh = ssh
-        self._argv = tuple(argv)
-        self._line_timeout = line_timeout
-        self._deadline_s = deadline_s
-        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._channel = ssh._start(argv, env)
         transport = self._channel.get_transport()
         assert transport is not None
         self._liveness = _Liveness(transport, ssh.keepalive_s, ssh.dead_link_s)
         self._pid: int | None = None
-        self._stderr = bytearray()
-
-    def _fail_timeout(self, what: str) -> CommandTimeout:
-        self.kill()
-        return CommandTimeout(f"{self._argv[0]!r} on {self._ssh.device} {what} and was killed")
+        super().__init__(
+            argv, self._channel.makefile("rb"), self._channel.makefile_stderr("rb"),
+            line_timeout=line_timeout, deadline_s=deadline_s, where=f" on {ssh.device}",
+        )  # fmt: skip
 
     def _link_lost(self) -> LinkLost:
         return LinkLost(
-            f"the SSH link to {self._ssh.device} died while {self._argv[0]!r} was running",
+            f"the SSH link to {self._ssh.device} died while {self.argv[0]!r} was running",
             hint="every result received so far is kept; rerun when the device is back",
         )
 
@@ -377,51 +368,28 @@ class SshStream(FinishedOnce):
         transport = self._channel.get_transport()
         return transport is not None and transport.is_active()
 
-    def __iter__(self) -> Iterator[str]:
-        buffer = b""
-        last_line = time.monotonic()
-        channel = self._channel
-        while True:
-            select.select([channel], [], [], POLL_S)
-            if channel.recv_stderr_ready() or channel.recv_ready():
-                self._liveness.heard()
-            while channel.recv_stderr_ready():
-                self._stderr += channel.recv_stderr(65536)
-            if channel.recv_ready():
-                chunk = channel.recv(65536)
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    last_line = time.monotonic()
-                    text = raw.decode(errors="replace")
-                    if self._pid is None and text.startswith(PID_MARKER):
-                        self._pid = int(text[len(PID_MARKER) :])
-                        continue
-                    yield text
-                continue
-            if channel.exit_status_ready() and not channel.recv_ready():
-                break
-            if not self._link_alive():
-                raise self._link_lost()
-            if self._liveness.dead():
-                self._ssh.close()  # a silent link: drop it, the next command reconnects
-                raise self._link_lost()
-            now = time.monotonic()
-            if self._deadline is not None and now > self._deadline:
-                raise self._fail_timeout(f"ran past its {self._deadline_s:g} s deadline")
-            if now - last_line > self._line_timeout:
-                raise self._fail_timeout(f"printed nothing for {self._line_timeout:g} s")
-        if buffer:
-            yield buffer.decode(errors="replace")
-        while channel.recv_stderr_ready():
-            self._stderr += channel.recv_stderr(65536)
-        rc = channel.recv_exit_status()
+    def _line(self, text: str) -> str | None:
+        if self._pid is None and text.startswith(PID_MARKER):
+            self._pid = int(text[len(PID_MARKER) :])
+            return None
+        return text
+
+    def _check(self) -> None:
+        self._liveness.last = max(self._liveness.last, self.heard[0])
+        if not self._link_alive():
+            raise self._link_lost()
+        if self._liveness.dead():
+            self._ssh.close()  # a silent link: drop it, the next command reconnects
+            raise self._link_lost()
+
+    def _finish(self, stderr: str) -> Completed:
+        rc = self._channel.recv_exit_status()
         if rc == -1 and not self._link_alive():  # closed without an exit status: the link went down
             raise self._link_lost()
-        channel.close()
-        self._result = Completed(self._argv, rc, "", self._stderr.decode(errors="replace"))
+        self._channel.close()
+        return Completed(self.argv, rc, "", stderr)
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         with contextlib.suppress(Exception):
             self._channel.close()
         if self._link_alive():
@@ -450,7 +418,7 @@ def trust_host_key(target: SshTarget, key: paramiko.PKey) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text() if path.exists() else ""
     if any(re.match(rf"{re.escape(name)}\s+{re.escape(key.get_name())}\s", ln) for ln in existing.splitlines()):
-        raise HwlabError(
+        raise HostKeyNotTrusted(
             f"{path} already holds a {key.get_name()} key for {name}",
             hint=f"remove it first: ssh-keygen -R '{name}' -f {path}",
         )

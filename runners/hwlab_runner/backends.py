@@ -103,12 +103,24 @@ class Backend:
         """Version of the runtime (raises :class:`RuntimeNotInstalled`)."""
         return self.identify()[1]
 
-    def probe(self) -> tuple[str, str] | None:
-        """:meth:`identify`, or None when the runtime cannot be imported; never raises."""
+    def probe(self) -> dict[str, Any] | None:
+        """``{"module", "version"}``; None when the runtime is absent; never raises.
+
+        A runtime that is there but fails to import (a broken wheel, a missing shared
+        library) is ``{"module", "version": None, "error"}``, so the host can say so
+        instead of "not installed".
+        """
         try:
-            return self.identify()
-        except Exception:
+            module, version = self.identify()
+        except RuntimeNotInstalled:
             return None
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+            return {"module": self.module_name(), "version": None, "error": f"{type(exc).__name__}: {exc}"}
+        return {"module": module, "version": version}
+
+    def module_name(self) -> str:
+        """The import name of the runtime that :meth:`module` would import."""
+        return self.name
 
     def check_device(self, device: str) -> None:
         """Raise :class:`DeviceUnavailable` when this runtime cannot run on ``device`` here."""
@@ -178,13 +190,17 @@ class LiteRTBackend(Backend):
     name = "litert"
     modules = ("ai_edge_litert", "tflite_runtime")
 
+    def module_name(self) -> str:
+        found = [name for name in self.modules if importlib.util.find_spec(name) is not None]
+        return found[0] if found else self.modules[0]
+
     def module(self) -> Any:
-        for name in self.modules:
-            if importlib.util.find_spec(name) is not None:
-                return importlib.import_module(name)
-        raise RuntimeNotInstalled(
-            "litert is not installed on the device: pip install ai-edge-litert (or tflite-runtime)"
-        )
+        name = self.module_name()
+        if importlib.util.find_spec(name) is None:
+            raise RuntimeNotInstalled(
+                "litert is not installed on the device: pip install ai-edge-litert (or tflite-runtime)"
+            )
+        return importlib.import_module(name)
 
     def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
         self.check_device(device)

@@ -29,12 +29,10 @@ def _module_version(name: str) -> dict[str, str] | None:
     return {"module": name, "version": str(getattr(module, "__version__", "unknown"))}
 
 
-def runtime_versions() -> dict[str, dict[str, str] | None]:
-    """``{runtime: {"module", "version"} or None}`` for every backend, plus numpy."""
-    out: dict[str, dict[str, str] | None] = {}
-    for name, backend in BACKENDS.items():
-        found = backend.probe()
-        out[name] = {"module": found[0], "version": found[1]} if found else None
+def runtime_versions() -> dict[str, dict[str, Any] | None]:
+    """``{runtime: {"module", "version"} or None}`` for every backend, plus numpy; a runtime that is
+    installed but fails to import has ``"version": None`` and the ``"error"``."""
+    out: dict[str, dict[str, Any] | None] = {name: backend.probe() for name, backend in BACKENDS.items()}
     out["numpy"] = _module_version("numpy")
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from . import PROTOCOL_VERSION
@@ -19,7 +19,6 @@ from .backends import BACKENDS
 from .timing import StopRule, Warmup
 
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
-DEFAULT_BLOCK_MIN_TIME_S = 0.0002
 DEVICES = ("cpu", "cuda")
 MAX_SAMPLE_HZ = 1000.0  # a faster sampler would be a busy thread beside the model
 
@@ -55,6 +54,21 @@ class Cooldown:
 
 
 @dataclass(frozen=True)
+class MeasureSettings:
+    """How long and how carefully each model is measured: the one set of measuring defaults.
+
+    The host builds its jobs from this class too, so what a job leaves out and what
+    the host sends by default never differ.
+    """
+
+    warmup: Warmup = Warmup()
+    stop: StopRule = StopRule()
+    block_min_time_s: float = 0.0002
+    cooldown: Cooldown = Cooldown()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class PowerRule:
     """Which sensor to sample (``sensors`` None = the best one found), how often, and the idle baseline."""
 
@@ -71,11 +85,7 @@ class Job:
     models: tuple[ModelSpec, ...]
     threads: int = 1
     core_mask: tuple[int, ...] | None = None
-    seed: int = 0
-    warmup: Warmup = Warmup()
-    stop: StopRule = StopRule()
-    block_min_time_s: float = DEFAULT_BLOCK_MIN_TIME_S
-    cooldown: Cooldown = Cooldown()
+    settings: MeasureSettings = MeasureSettings()
     power: PowerRule | None = None
     governor: str | None = None
     device: str = "cpu"
@@ -180,6 +190,9 @@ _POWER_CHECKS = {
 }
 
 
+_DEFAULTS = MeasureSettings()
+
+
 def _power(value: Any) -> PowerRule | None:
     """null (no power), "auto", or an object whose missing keys keep their defaults."""
     if value is None:
@@ -277,16 +290,31 @@ def parse_job(data: Any, base_dir: str = ".") -> Job:
         models=_models(_require(data, "models", "")),
         threads=_int(data.get("threads", 1), "threads", 1),
         core_mask=_core_mask(data.get("core_mask")),
-        seed=_int(data.get("seed", 0), "seed", 0),
-        warmup=_rule(Warmup, data.get("warmup", {}), "warmup", _WARMUP_CHECKS),
-        stop=_rule(StopRule, data.get("stop", {}), "stop", _STOP_CHECKS),
-        block_min_time_s=_number(data.get("block_min_time_s", DEFAULT_BLOCK_MIN_TIME_S), "block_min_time_s"),
-        cooldown=_rule(Cooldown, data.get("cooldown", {}), "cooldown", _COOLDOWN_CHECKS),
+        settings=MeasureSettings(
+            warmup=_rule(Warmup, data.get("warmup", {}), "warmup", _WARMUP_CHECKS),
+            stop=_rule(StopRule, data.get("stop", {}), "stop", _STOP_CHECKS),
+            block_min_time_s=_number(data.get("block_min_time_s", _DEFAULTS.block_min_time_s), "block_min_time_s"),
+            cooldown=_rule(Cooldown, data.get("cooldown", {}), "cooldown", _COOLDOWN_CHECKS),
+            seed=_int(data.get("seed", 0), "seed", 0),
+        ),
         power=_power(data.get("power")),
         governor=_governor(data.get("governor")),
         device=_device(data.get("device", "cpu"), runtime),
         base_dir=base_dir,
     )
+
+
+def checked(job: Job) -> Job:
+    """``job`` as the runner will read it, every field validated as a job file's would be.
+
+    A job without models yet (the host checks its rules before exporting any) is
+    validated in everything but ``models``.
+    """
+    data = job_to_json(job)
+    if job.models:
+        return parse_job(data, base_dir=job.base_dir)
+    data["models"] = [{"key": "-", "path": "-", "inputs": []}]
+    return replace(parse_job(data, base_dir=job.base_dir), models=())
 
 
 def load_job(path: str) -> Job:
@@ -301,18 +329,23 @@ def load_job(path: str) -> Job:
     return parse_job(data, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
+def _fields_of(rule: Any) -> dict[str, Any]:
+    return {f.name: getattr(rule, f.name) for f in fields(rule)}
+
+
 def job_to_json(job: Job) -> dict[str, Any]:
-    """The job as the protocol writes it (for hosts that build jobs from these classes)."""
+    """The job as the protocol writes it (the host builds its jobs from these classes)."""
+    s = job.settings
     return {
         "protocol": job.protocol,
         "runtime": job.runtime,
         "threads": job.threads,
         "core_mask": list(job.core_mask) if job.core_mask is not None else None,
-        "seed": job.seed,
-        "warmup": {f.name: getattr(job.warmup, f.name) for f in fields(Warmup)},
-        "stop": {f.name: getattr(job.stop, f.name) for f in fields(StopRule)},
-        "block_min_time_s": job.block_min_time_s,
-        "cooldown": {f.name: getattr(job.cooldown, f.name) for f in fields(Cooldown)},
+        "seed": s.seed,
+        "warmup": _fields_of(s.warmup),
+        "stop": _fields_of(s.stop),
+        "block_min_time_s": s.block_min_time_s,
+        "cooldown": _fields_of(s.cooldown),
         "power": _power_to_json(job.power),
         "governor": job.governor,
         "device": job.device,
@@ -339,8 +372,10 @@ __all__ = [
     "InputSpec",
     "Job",
     "JobError",
+    "MeasureSettings",
     "ModelSpec",
     "PowerRule",
+    "checked",
     "job_to_json",
     "load_job",
     "parse_job",

@@ -99,7 +99,7 @@ def measure_model(
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     start = time.perf_counter()
-    loaded = backend.load(path, model.inputs, setup.threads, job.seed, job.device)
+    loaded = backend.load(path, model.inputs, setup.threads, job.settings.seed, job.device)
     line["load_time_s"] = round(time.perf_counter() - start, TIME_DIGITS)
     line["core_mask"] = current_affinity()
     line["timer"] = loaded.timer
@@ -112,9 +112,9 @@ def measure_model(
         with loaded.context():
             result = measure(
                 loaded,
-                job.warmup,
-                job.stop,
-                job.block_min_time_s,
+                job.settings.warmup,
+                job.settings.stop,
+                job.settings.block_min_time_s,
                 block_timer=loaded.block_timer,
                 on_sampling_start=sampler.start if sampler else None,
                 on_sampling_end=sampler.stop if sampler else None,
@@ -125,7 +125,7 @@ def measure_model(
     line["wall_time_s"] = round(time.perf_counter() - start, TIME_DIGITS)
     samples = [round(s, SAMPLE_DIGITS) for s in result.samples_us]
     # From the rounded samples, so a host recomputing it from samples_us gets the same numbers.
-    summary = summarize(samples, job.stop.confidence).to_json("us", SAMPLE_DIGITS)
+    summary = summarize(samples, job.settings.stop.confidence).to_json("us", SAMPLE_DIGITS)
     line.update(
         status="ok",
         samples_us=samples,
@@ -233,9 +233,9 @@ def _run_models(
             if setup_error is not None:
                 line["error"] = setup_error
             else:
+                rule = job.settings.cooldown
                 line["cooldown_s"] = round(
-                    cool_down(job.cooldown.max_temp_c, job.cooldown.pause_s, job.cooldown.timeout_s, setup.root),
-                    TIME_DIGITS,
+                    cool_down(rule.max_temp_c, rule.pause_s, rule.timeout_s, setup.root), TIME_DIGITS
                 )
                 measure_model(job, model, backend, line, setup)
         except Exception as e:

@@ -31,7 +31,7 @@ class Warmup:
     """Warm-up ends once both ``min_count`` calls and ``min_time_s`` seconds are reached."""
 
     min_count: int = 10
-    min_time_s: float = 0.1
+    min_time_s: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class StopRule:
 
     min_count: int = 20
     min_time_s: float = 0.2
-    max_time_s: float = 5.0
+    max_time_s: float = 3.0
     ci_rel: float | None = 0.02
     confidence: float = 0.95
     max_count: int = 100000

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from adbd_standin import StandIn
 
-from hwlab.errors import HwlabError
+from hwlab.errors import DeviceOffline, HwlabError
 from hwlab.inventory import DeviceSpec
-from hwlab.profile import MeasureSettings, ProfileRequest, profile
+from hwlab.measure.settings import stopping
+from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
 from hwlab.tables import LookupTable, TableId
-from hwlab.transport.adb import AdbTransport, DeviceOffline
+from hwlab.transport.adb import AdbTransport
 
-FAST = MeasureSettings(min_time_s=0.01, max_time_s=0.2, min_count=5)
+FAST = stopping(min_time_s=0.01, max_time_s=0.2, min_count=5)
 
 
 class CountingAdb(AdbTransport):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from adbd_standin import StandIn
 
-from hwlab.errors import CommandFailed, CommandTimeout, TransportError
-from hwlab.transport.adb import AdbTransport, DeviceOffline
+from hwlab.errors import CommandFailed, CommandTimeout, DeviceOffline, TransportError
+from hwlab.transport.adb import AdbTransport
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from hwlab.cache import cache_dir
 from hwlab.errors import ExportError
 from hwlab.export import (
-    default_cache_dir,
     export_module,
     export_spec,
     models_dir,
@@ -128,9 +128,9 @@ def test_export_error_names_the_spec_key(tmp_path: Path, monkeypatch: pytest.Mon
     assert spec.key in str(info.value) and "unsupported op" in str(info.value)
 
 
-def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
+    assert cache_dir() == tmp_path / "c"
     assert models_dir() == tmp_path / "c" / "models"
     monkeypatch.delenv("HWLAB_CACHE")
-    assert default_cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "hwlab"
+    assert cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "hwlab"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.measure import MeasureSettings
+from hwlab.measure.settings import stopping
 from hwlab.predictors.fusion import OVERHEAD, measure_fusion_rules, probe_items, rules_from_table
 from hwlab.predictors.kernels import FusionEvidence, FusionRules
 from hwlab.profile import ProfileRequest
@@ -17,7 +17,7 @@ def test_onnxruntime_fuses_conv_and_relu_but_not_add_and_relu(tmp_path: Path, mo
     monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
     request = ProfileRequest(
         device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="fusion", tables_root=tmp_path / "t",
-        settings=MeasureSettings(min_time_s=0.3, ci_rel=0.003),
+        settings=stopping(min_time_s=0.3, ci_rel=0.003),
     )  # fmt: skip
     rules = measure_fusion_rules(request, pairs=[("conv", "relu"), ("add", "relu")])
     assert rules.fuses("conv", "relu")  # onnxruntime's FusedConv

@@ -8,7 +8,8 @@ import pytest
 from onnx import helper, numpy_helper
 from onnx_graphs import make
 
-from hwlab.predictors.graph import UnknownOpError, onnx_kernels
+from hwlab.errors import UnknownOpError
+from hwlab.predictors.graph import onnx_kernels
 from hwlab.predictors.kernels import FusionRules, Kernel
 
 NONE = FusionRules(frozenset())

@@ -14,10 +14,11 @@ from onnx import TensorProto, helper
 
 import hwlab
 from hwlab.cli import main
+from hwlab.errors import UnknownKernelError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.predictors.fastpath import SposLatencyTable
-from hwlab.predictors.predictor import Overhead, Predictor, UnknownKernelError
+from hwlab.predictors.predictor import Overhead, Predictor
 from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable

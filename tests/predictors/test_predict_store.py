@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hwlab.errors import PredictorError
 from hwlab.predictors import store
 from hwlab.predictors.kernels import FEATURES, FusionEvidence, FusionRules
 from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
-from hwlab.predictors.store import INDEX, PredictorError, load_predictor, save_predictor
+from hwlab.predictors.store import INDEX, load_predictor, save_predictor
 
 RF = {"name": "rf-20", "family": "random_forest", "n_estimators": 20, "max_depth": None, "min_samples_leaf": 1}
 GB = {"name": "gb-30", "family": "gradient_boosting", "n_estimators": 30, "learning_rate": 0.1, "max_depth": 3,

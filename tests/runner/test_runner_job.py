@@ -7,9 +7,9 @@ import json
 
 import pytest
 from hwlab_runner import backends
-from hwlab_runner.job import JobError, job_to_json, load_job, parse_job
+from hwlab_runner.job import Job, JobError, MeasureSettings, checked, job_to_json, load_job, parse_job
 from hwlab_runner.run import line_writer, run_job
-from hwlab_runner.timing import StopRule, Warmup
+from hwlab_runner.timing import StopRule
 
 GOOD = {
     "protocol": 1,
@@ -30,9 +30,8 @@ def with_field(path: str, value: object) -> dict:
 
 def test_defaults_fill_a_minimal_job():
     job = parse_job(GOOD, base_dir="/jobs")
-    assert (job.threads, job.core_mask, job.seed, job.block_min_time_s) == (1, None, 0, 0.0002)
-    assert job.warmup == Warmup() and job.stop == StopRule()
-    assert job.cooldown.max_temp_c is None
+    assert (job.threads, job.core_mask, job.settings.seed, job.settings.block_min_time_s) == (1, None, 0, 0.0002)
+    assert job.settings == MeasureSettings() and job.settings.cooldown.max_temp_c is None
     assert job.model_path(job.models[0]) == "/jobs/m.onnx"
     assert job.models[0].inputs[0].shape == (1, 3)
 
@@ -40,8 +39,17 @@ def test_defaults_fill_a_minimal_job():
 def test_partial_rules_keep_other_defaults():
     data = dict(GOOD, stop={"ci_rel": None, "max_time_s": 1}, core_mask=[3, 1, 3])
     job = parse_job(data)
-    assert job.stop == StopRule(ci_rel=None, max_time_s=1.0)
+    assert job.settings.stop == StopRule(ci_rel=None, max_time_s=1.0)
     assert job.core_mask == (1, 3)
+
+
+def test_a_host_built_job_is_checked_by_the_runners_rules_even_before_it_has_models():
+    rules = MeasureSettings(stop=StopRule(max_time_s=0.5))
+    assert checked(Job(runtime="torch", models=(), settings=rules)).settings == rules
+    with pytest.raises(JobError, match="'stop.max_time_s': expected a number > 0.0"):
+        checked(Job(runtime="torch", models=(), settings=MeasureSettings(stop=StopRule(max_time_s=0.0))))
+    with pytest.raises(JobError, match="'threads'"):
+        checked(Job(runtime="torch", models=(), threads=0))
 
 
 def test_job_round_trips_through_json():

@@ -18,7 +18,7 @@ import torch
 
 from hwlab.errors import HwlabError
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.measure import MeasureSettings
+from hwlab.measure.settings import stopping
 from hwlab.profile import ProfileRequest, profile
 from hwlab.search.data import load_data
 from hwlab.search.evolution import Constraints, EvolutionSettings, evolution_search, random_search
@@ -39,7 +39,7 @@ def table_latency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TableLat
     mp.setenv("HWLAB_CACHE", str(home / "cache"))
     request = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=spos_config_ops(SPACE.config),
                              space="spos", tables_root=home / "tables",
-                             settings=MeasureSettings(min_time_s=0.02, max_time_s=0.2, min_count=10))  # fmt: skip
+                             settings=stopping(min_time_s=0.02, max_time_s=0.2, min_count=10))  # fmt: skip
     report = profile(request)
     assert not report.errors
     yield TableLatency(SPACE, report.table)

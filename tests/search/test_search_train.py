@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hwlab.errors import HwlabError
+from hwlab.errors import DataError, HwlabError
 from hwlab.search.bn import recalibrate_bn
-from hwlab.search.data import DataError, load_data
+from hwlab.search.data import load_data
 from hwlab.search.space import SearchSpace
 from hwlab.search.supernet import Supernet
 from hwlab.search.train import TrainSettings, accuracy, load_checkpoint, train_supernet

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from hwlab.cli import main
-from hwlab.errors import TransportError
-from hwlab.lock import DeviceBusy, device_lock
-from hwlab.profile import MeasureSettings, ProfileRequest, profile
+from hwlab.errors import DeviceBusy, TransportError
+from hwlab.lock import device_lock
+from hwlab.measure.settings import MeasureSettings, stopping
+from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
 from hwlab.tables import LookupTable
 
-FAST = MeasureSettings(min_time_s=0.01, max_time_s=0.2, min_count=5)
+FAST = stopping(min_time_s=0.01, max_time_s=0.2, min_count=5)
 OPS = get_space("generic", count=4, seed=2)
 
 
@@ -56,7 +57,7 @@ def test_second_profile_pushes_nothing_new(sshd, tmp_path: Path) -> None:  # typ
 def test_server_killed_mid_profile_then_resumed(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The board dies mid-profile: a typed error well within the keepalive bound, rows kept, rerun completes."""
     specs = get_space("generic", count=10, seed=4)
-    slow = MeasureSettings(min_time_s=0.3, max_time_s=0.6, min_count=5)
+    slow = stopping(min_time_s=0.3, max_time_s=0.6, min_count=5)
     tables = tmp_path / "t"
     rows_file = tables / "board" / "onnxruntime" / "generic" / "ops.jsonl"
     killed_at: list[float] = []

@@ -14,9 +14,9 @@ import pytest
 from sshd_server import descendants, keygen
 
 from hwlab.cli import main
-from hwlab.errors import CommandTimeout
+from hwlab.errors import CommandTimeout, HostKeyChanged, LinkLost, UnknownHostKey
 from hwlab.transport import connect, ssh_target
-from hwlab.transport.ssh import HostKeyChanged, LinkLost, SshTarget, SshTransport, UnknownHostKey
+from hwlab.transport.ssh import SshTarget, SshTransport
 
 
 def test_run_exit_codes_and_streams(sshd) -> None:  # type: ignore[no-untyped-def]

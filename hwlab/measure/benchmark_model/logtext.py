@@ -28,6 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from hwlab.errors import BenchmarkParseError
+
 NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf"
 
 _PREFIX = re.compile(
@@ -89,7 +91,7 @@ def parse_stat_line(line: str) -> RunStats:
     """Parse ``count=.. first=.. ...`` wherever it sits in the line."""
     found = _COUNT.search(line)
     if found is None:
-        raise ValueError(f"not a statistics line: {line!r}")
+        raise BenchmarkParseError(f"benchmark_model printed a statistics line without a count: {line!r}")
     fields = {k: to_float(v) for k, v in _STAT_FIELD.findall(line[found.start() :])}
     count = int(found.group(1))
     if count == 0:

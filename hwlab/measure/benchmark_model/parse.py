@@ -14,7 +14,7 @@ stdout and stderr together (older releases log everything on stderr). Formats
   (``--graph`` always). Some older providers print ``Use nnapi : [0]``.
 - Runs: ``BenchmarkModel::Run`` prints ``Running benchmark for at least N
   iterations and at least S seconds but terminate if exceeding M seconds.`` and
-  then a ``Stat`` line (see :mod:`hwlab.android.logtext`), once for the warm-up
+  then a ``Stat`` line (see :mod:`hwlab.measure.benchmark_model.logtext`), once for the warm-up
   and once for the regular runs; 1.x releases said ``Running benchmark for N
   iterations``.
 - ``Initialized session in X ms.``, ``The input model file size (MB): X``.
@@ -25,7 +25,7 @@ stdout and stderr together (older releases log everything on stderr). Formats
   ``Memory footprint delta from the start of the tool (MB): init=.. overall=..``
   (newer), and with ``--report_peak_memory_footprint`` ``Overall peak memory
   footprint (MB) via periodic monitoring: X``.
-- Op profiling: :mod:`hwlab.android.profile_tables`.
+- Op profiling: :mod:`hwlab.measure.benchmark_model.profile_tables`.
 
 No release read prints the runtime's version; a line naming TensorFlow Lite or
 LiteRT and a ``version`` is taken if a build adds one.
@@ -37,7 +37,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hwlab.android.logtext import (
+from hwlab.errors import BenchmarkParseError
+from hwlab.measure.benchmark_model.logtext import (
     NUMBER,
     RunStats,
     is_stat_line,
@@ -46,8 +47,7 @@ from hwlab.android.logtext import (
     tail,
     to_float,
 )
-from hwlab.android.profile_tables import INIT_SECTION, RUN_SECTION, OpProfile, parse_profile_section
-from hwlab.errors import RunnerError
+from hwlab.measure.benchmark_model.profile_tables import INIT_SECTION, RUN_SECTION, OpProfile, parse_profile_section
 
 _PARAM = re.compile(r"^([^\[\]]+?)\s*:\s*\[(.*)\]$")
 _RUNNING = re.compile(
@@ -103,10 +103,6 @@ _TIMING_KEYS = {
     "inference": "inference_avg_us",
     "no stats": "inference_avg_us",
 }
-
-
-class BenchmarkParseError(RunnerError):
-    """benchmark_model's output holds no usable regular-run statistics (it failed or crashed)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hwlab.android import (
+from hwlab.errors import InvalidRequest
+from hwlab.measure.benchmark_model import (
     benchmark_command,
     benchmark_result,
     cpu_mask_hex,
@@ -27,7 +28,7 @@ from hwlab.android import (
     pinned,
     run_benchmark_model,
 )
-from hwlab.measure import MeasureSettings
+from hwlab.measure.settings import MeasureSettings, StopRule, Warmup, stopping
 from hwlab.transport.local import LocalTransport
 
 BINARY = "/data/local/tmp/hwlab/benchmark_model"
@@ -44,7 +45,9 @@ SUMMARY_FIELDS = {
 
 
 def test_command_maps_the_measure_settings():
-    settings = MeasureSettings(warmup_count=5, warmup_time_s=0.1, min_count=30, min_time_s=0.5, max_time_s=4.0)
+    settings = MeasureSettings(
+        warmup=Warmup(min_count=5, min_time_s=0.1), stop=StopRule(min_count=30, min_time_s=0.5, max_time_s=4.0)
+    )
     assert benchmark_command(BINARY, GRAPH, 2, settings) == [
         BINARY,
         f"--graph={GRAPH}",
@@ -62,12 +65,12 @@ def test_command_maps_the_measure_settings():
 
 @pytest.mark.parametrize("threads", [0, -1, True, 1.5])
 def test_command_refuses_bad_threads(threads):
-    with pytest.raises(ValueError, match="threads"):
+    with pytest.raises(InvalidRequest, match="threads"):
         benchmark_command(BINARY, GRAPH, threads, MeasureSettings())
 
 
 def test_command_refuses_an_empty_graph():
-    with pytest.raises(ValueError, match="graph"):
+    with pytest.raises(InvalidRequest, match="graph"):
         benchmark_command(BINARY, "", 1, MeasureSettings())
 
 
@@ -81,7 +84,7 @@ def test_taskset_mask_from_cpu_ids(cpus, mask):
 
 @pytest.mark.parametrize("cpus", [[], [-1], [True], ["0"]])
 def test_taskset_mask_refuses_bad_cpu_ids(cpus):
-    with pytest.raises(ValueError, match="CPU ids"):
+    with pytest.raises(InvalidRequest, match="CPU ids"):
         cpu_mask_hex(cpus)
 
 
@@ -139,7 +142,7 @@ def test_result_line_from_an_old_release(log_text):
 
 
 def test_default_timeout_outlasts_both_phases():
-    assert default_timeout(MeasureSettings(max_time_s=3.0)) == 126.0
+    assert default_timeout(stopping(max_time_s=3.0)) == 126.0
 
 
 def _seen(binary: Path) -> dict:

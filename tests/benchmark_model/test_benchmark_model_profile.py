@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwlab.inventory import DeviceSpec
-from hwlab.measure import MeasureSettings
+from hwlab.measure.settings import stopping
 from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
 from hwlab.tables import LookupTable
@@ -31,7 +31,7 @@ def test_phone_without_python_profiles_through_benchmark_model(
     specs = get_space("generic", count=2, seed=1)
     request = ProfileRequest(
         device=phone, backend="litert", specs=specs, space="generic", tables_root=tmp_path / "t",
-        settings=MeasureSettings(min_count=7),
+        settings=stopping(min_count=7),
     )  # fmt: skip
     report = profile(request)
     assert report.errors == [] and len(report.measured) == 2

@@ -1,28 +1,29 @@
 """Time one ``.tflite`` model with ``benchmark_model`` and report it as a runner result line.
 
-Why: phones without Python cannot run ``hwlab_runner``, but TensorFlow Lite's
-``benchmark_model`` binary runs anywhere ADB reaches. This module builds its
-command line, runs it through any Transport and turns its log into the result
-schema of runners/PROTOCOL.md, so tables and predictors need no special case.
+Why: devices without Python (most phones) cannot run ``hwlab_runner``, but TensorFlow
+Lite's ``benchmark_model`` binary runs on any of them, over ADB or SSH alike. This module
+builds its command line, runs it through any Transport and turns its log into the
+result schema of runners/PROTOCOL.md, so tables and predictors need no special case.
 
 Flag mapping (MeasureSettings -> benchmark_model; names and semantics from
 ``BenchmarkModel::GetFlags``/``Run`` in tflite/tools/benchmark/benchmark_model.cc):
 
-- ``warmup_count`` -> ``--warmup_runs``, ``warmup_time_s`` -> ``--warmup_min_secs``:
+- ``warmup.min_count`` -> ``--warmup_runs``, ``warmup.min_time_s`` -> ``--warmup_min_secs``:
   the warm-up runs until both are reached, like the runner's.
-- ``min_count`` -> ``--num_runs``, ``min_time_s`` -> ``--min_secs``: regular runs
+- ``stop.min_count`` -> ``--num_runs``, ``stop.min_time_s`` -> ``--min_secs``: regular runs
   continue until both are reached.
-- ``max_time_s`` -> ``--max_secs``: no new run starts past it, even before
+- ``stop.max_time_s`` -> ``--max_secs``: no new run starts past it, even before
   ``num_runs``. benchmark_model applies the same limit to the warm-up too.
 - ``threads`` -> ``--num_threads``; ``op_profiling`` -> ``--enable_op_profiling=true``
   (adds a profiler event around every op, so leave it off when the whole-model
   latency must be untouched); ``use_xnnpack`` -> ``--use_xnnpack=true|false``
   (left out when None: the build's default, usually XNNPACK on; setting it
   explicitly also turns off the runtime's implicit default delegate).
-- No equivalent, so ignored: ``ci_rel``/``confidence`` (no stop-on-precision rule:
-  the run stops as soon as the minimums are met), ``max_count`` (``num_runs`` is a
-  minimum), ``block_min_time_s`` (every run is one ``Invoke``), cooldown
-  (``max_temp_c``, ``pause_s``), ``seed`` (inputs come from ``std::random_device``).
+- No equivalent, so ignored: ``stop.ci_rel``/``stop.confidence`` (no stop-on-precision
+  rule: the run stops as soon as the minimums are met), ``stop.max_count`` (``num_runs``
+  is a minimum), ``block_min_time_s`` (every run is one ``Invoke``), ``seed`` (inputs
+  come from ``std::random_device``). Cooldown, governor and power are the measurer's
+  business (:mod:`hwlab.measure.benchmark_model.measurer`).
 - ``core_mask`` -> the command is prefixed with ``taskset <hex mask>`` (bit i = CPU i).
 
 Summary mapping (the regular runs' ``Stat`` line -> ``summary``):
@@ -55,13 +56,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from hwlab.android.logtext import tail
-from hwlab.android.parse import BenchmarkOutput, BenchmarkParseError, parse_benchmark_output
-from hwlab.errors import CommandFailed, CommandTimeout
-from hwlab.measure import MeasureSettings
+from hwlab_runner import PROTOCOL_VERSION
+
+from hwlab.errors import BenchmarkParseError, CommandFailed, CommandTimeout, InvalidRequest
+from hwlab.measure.benchmark_model.logtext import tail
+from hwlab.measure.benchmark_model.parse import BenchmarkOutput, parse_benchmark_output
+from hwlab.measure.settings import MeasureSettings
 from hwlab.transport.base import Transport
 
-PROTOCOL = 1
 RUNTIME = "litert"
 RUNTIME_MODULE = "benchmark_model"
 STOP_REASON = "benchmark_model"
@@ -75,7 +77,9 @@ def cpu_mask_hex(cpus: Iterable[int]) -> str:
     """The hex affinity mask ``taskset`` takes (bit i set for CPU i), without ``0x``."""
     ids = list(cpus)
     if not ids or any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in ids):
-        raise ValueError(f"core mask must be a non-empty list of CPU ids >= 0, not {ids!r}")
+        raise InvalidRequest(
+            f"core mask must be a non-empty list of CPU ids >= 0, not {ids!r}", hint="fix --core-mask or core_mask"
+        )
     return format(sum(1 << c for c in set(ids)), "x")
 
 
@@ -94,18 +98,18 @@ def benchmark_command(
 ) -> list[str]:
     """benchmark_model's argument list for one model (mapping in the module docstring)."""
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads must be an integer >= 1, not {threads!r}")
+        raise InvalidRequest(f"threads must be an integer >= 1, not {threads!r}", hint="pass --threads 1 or more")
     if not graph:
-        raise ValueError("graph (the model path on the device) must not be empty")
+        raise InvalidRequest("graph (the model path on the device) must not be empty", hint="give the model's path")
     argv = [
         binary,
         f"--graph={graph}",
         f"--num_threads={threads}",
-        f"--warmup_runs={settings.warmup_count}",
-        f"--warmup_min_secs={_secs(settings.warmup_time_s)}",
-        f"--num_runs={settings.min_count}",
-        f"--min_secs={_secs(settings.min_time_s)}",
-        f"--max_secs={_secs(settings.max_time_s)}",
+        f"--warmup_runs={settings.warmup.min_count}",
+        f"--warmup_min_secs={_secs(settings.warmup.min_time_s)}",
+        f"--num_runs={settings.stop.min_count}",
+        f"--min_secs={_secs(settings.stop.min_time_s)}",
+        f"--max_secs={_secs(settings.stop.max_time_s)}",
     ]
     if op_profiling:
         argv.append("--enable_op_profiling=true")
@@ -121,7 +125,7 @@ def pinned(argv: Sequence[str], core_mask: Sequence[int] | None) -> list[str]:
 
 def default_timeout(settings: MeasureSettings) -> float:
     """A deadline no healthy run reaches: warm-up and regular runs each stop by max_secs."""
-    return 2 * settings.max_time_s + _TIMEOUT_SLACK_S
+    return 2 * settings.stop.max_time_s + _TIMEOUT_SLACK_S
 
 
 def _round(value: float | None, digits: int = _US_DIGITS) -> float | None:
@@ -134,7 +138,7 @@ def _busy_s(count: int, avg_us: float | None) -> float | None:
 
 def _base(key: str, threads: int, core_mask: Sequence[int] | None, version: str | None) -> dict[str, Any]:
     return {
-        "protocol": PROTOCOL,
+        "protocol": PROTOCOL_VERSION,
         "key": key,
         "status": "error",
         "runtime": RUNTIME,

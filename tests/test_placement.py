@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwlab.errors import HwlabError
-from hwlab.prepare import place
+from hwlab.measure.placement import place
 
 RK3399 = {  # as the runner's facts report an RK3399: 4 x A53 at 1.416 GHz, 2 x A72 at 1.8 GHz
     "online_cpus": [0, 1, 2, 3, 4, 5],

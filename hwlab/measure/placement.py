@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from hwlab.errors import HwlabError
+from hwlab.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def resolve_core_mask(wish: tuple[int, ...] | str | None, facts: dict[str, Any])
         online = set(facts.get("online_cpus") or [])
         missing = sorted(set(wish) - online) if online else []
         if missing:
-            raise HwlabError(
+            raise InvalidRequest(
                 f"core mask {list(wish)} names CPUs {missing} that the device does not have (online: {sorted(online)})",
                 hint="fix core_mask in the inventory or --core-mask",
             )
@@ -49,6 +49,9 @@ def resolve_core_mask(wish: tuple[int, ...] | str | None, facts: dict[str, Any])
 
 
 def place(wish_mask: tuple[int, ...] | str | None, threads: int, facts: dict[str, Any]) -> Placement:
+    """Where a job runs: the mask resolved on the device, threads capped at its CPUs."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InvalidRequest(f"threads must be a whole number >= 1, not {threads!r}", hint="pass --threads 1 or more")
     mask, how = resolve_core_mask(wish_mask, facts)
     notes = [f"core mask: {how}"]
     width = len(mask) if mask else len(facts.get("affinity") or facts.get("online_cpus") or []) or threads

@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hwlab.android.logtext import RunStats, parse_stat_line, strip_prefix, to_float
+from hwlab.measure.benchmark_model.logtext import RunStats, parse_stat_line, strip_prefix, to_float
 
 RUN_SECTION = "Operator-wise Profiling Info for Regular Benchmark Runs:"
 INIT_SECTION = "Profiling Info for Benchmark Initialization:"

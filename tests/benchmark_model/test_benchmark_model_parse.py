@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import pytest
 
-from hwlab.android import BenchmarkParseError, RunStats, parse_benchmark_output
-from hwlab.android.logtext import parse_stat_line, strip_prefix
-from hwlab.android.parse import InferenceTimings, MemoryFootprint, RunPlan
-from hwlab.android.profile_tables import OpRow, parse_profile_section
+from hwlab.errors import BenchmarkParseError
+from hwlab.measure.benchmark_model import RunStats, parse_benchmark_output
+from hwlab.measure.benchmark_model.logtext import parse_stat_line, strip_prefix
+from hwlab.measure.benchmark_model.parse import InferenceTimings, MemoryFootprint, RunPlan
+from hwlab.measure.benchmark_model.profile_tables import OpRow, parse_profile_section
 
 GRAPH = "/data/local/tmp/hwlab/models/3f2a.tflite"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import sys
 import tempfile
@@ -18,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import hwlab_runner
+from hwlab_runner.job import Job, job_to_json
 
+from hwlab.cache import cache_dir
 from hwlab.errors import RunnerError
 from hwlab.inventory import DeviceSpec
 from hwlab.transport import Transport
@@ -41,8 +42,7 @@ def default_workdir(device: DeviceSpec) -> str:
     if device.workdir:
         return device.workdir
     if device.transport == "local":
-        cache = os.environ.get("HWLAB_CACHE") or os.path.join("~", ".cache", "hwlab")
-        return os.path.join(cache, f"device-{device.name}")
+        return str(cache_dir() / f"device-{device.name}")
     return "/data/local/tmp/hwlab" if device.transport == "adb" else "/tmp/hwlab"
 
 
@@ -94,8 +94,9 @@ class Deployer:
     def model(self, local: Path, sha256: str) -> str:
         return self._push(str(local), self.path("models"), f"{sha256}{local.suffix}")
 
-    def job(self, job: dict[str, Any]) -> str:
-        text = json.dumps(job, sort_keys=True)
+    def job(self, job: Job) -> str:
+        """Deploy a job file; its name is its content's digest."""
+        text = json.dumps(job_to_json(job), sort_keys=True)
         name = f"job-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / name

@@ -1,0 +1,22 @@
+"""How long and how carefully to measure: the runner's own rule classes, so host and device share one set.
+
+The host never restates a default: ``MeasureSettings()`` here is the object a job
+file that leaves every rule out means on the device (runners/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hwlab_runner.job import Cooldown, MeasureSettings, PowerRule, StopRule, Warmup
+
+__all__ = ["Cooldown", "MeasureSettings", "PowerRule", "StopRule", "Warmup", "stopping"]
+
+
+DEFAULT = MeasureSettings()
+
+
+def stopping(settings: MeasureSettings = DEFAULT, **stop: Any) -> MeasureSettings:
+    """``settings`` with some stop-rule fields changed: ``stopping(min_time_s=0.3, ci_rel=0.003)``."""
+    return replace(settings, stop=replace(settings.stop, **stop))
