@@ -4,7 +4,7 @@
 demo:
 	scripts/setup
 	.venv/bin/hwlab doctor --device local
-	.venv/bin/hwlab profile --device local --space spos --input-size 32
+	.venv/bin/hwlab profile --device local --backend all --space spos --input-size 32
 
 test:
 	scripts/setup --dev

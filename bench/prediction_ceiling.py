@@ -8,7 +8,8 @@
    (minus the runtime's fixed cost per kernel, plus a per-model term fitted on the calibration models). No
    kernel regressor, however accurate, does better than the kernels' own measurements.
 
-    .venv/bin/python bench/prediction_ceiling.py [--spos 100] [--per-family 34] [--tables DIR] [--predictors DIR]
+    .venv/bin/python bench/prediction_ceiling.py [--spos 100] [--per-family 34]
+        [--tables-dir DIR] [--predictors-dir DIR]
 
 Run bench/predictor_accuracy.py first, with the same folders: it fits the predictor (whose fusion rules split
 the models) and measures the whole models once; this bench measures them again, and measures the kernels.
@@ -47,14 +48,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spos", type=int, default=100, help="held-out SPOS architectures")
     parser.add_argument("--per-family", type=int, default=34, help="held-out models per zoo family (3 families)")
-    parser.add_argument("--tables", type=Path, default=Path("bench-out/tables"))
-    parser.add_argument("--predictors", type=Path, default=Path("bench-out/predictors"))
+    parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
+    parser.add_argument("--predictors-dir", type=Path, default=Path("bench-out/predictors"))
     args = parser.parse_args()
 
-    predictor = Predictor.load("local", "onnxruntime", args.predictors)
+    predictor = Predictor.load("local", "onnxruntime", args.predictors_dir)
     plan = FitPlan()
     base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="models",
-                          tables_root=args.tables, settings=plan.model_settings)  # fmt: skip
+                          tables_root=args.tables_dir, settings=plan.model_settings)  # fmt: skip
     calibration = calibration_models(plan, plan.seed + 1)
     held = held_out_models(plan, args.spos, args.per_family, seed=1000)
     first = rows_of(profile(replace(base, specs=[model_item(m) for m in [*calibration, *held]],

@@ -5,7 +5,8 @@ architectures and zoo models end to end, and prints RMSE, RMSPE and the share
 within ±5% / ±10% for FLOPs-linear, lookup-table sum and hwlab side by side, then
 the fast path's predictions per second on SPOS architectures.
 
-    .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 34] [--tables DIR] [--predictors DIR]
+    .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 34]
+        [--tables-dir DIR] [--predictors-dir DIR]
 """
 
 from __future__ import annotations
@@ -31,20 +32,20 @@ def main() -> None:
     parser.add_argument("--spos-models", type=int, default=16, help="SPOS training architectures")
     parser.add_argument("--family-models", type=int, default=10, help="training models per family")
     parser.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
-    parser.add_argument("--tables", type=Path, default=Path("bench-out/tables"))
-    parser.add_argument("--predictors", type=Path, default=Path("bench-out/predictors"))
+    parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
+    parser.add_argument("--predictors-dir", type=Path, default=Path("bench-out/predictors"))
     args = parser.parse_args()
 
-    base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="", tables_root=args.tables)
+    base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="", tables_root=args.tables_dir)
     plan = FitPlan(spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds)
     start = time.perf_counter()
-    predictor = fit_predictor(base, plan, root=args.predictors)
-    print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables})")
+    predictor = fit_predictor(base, plan, root=args.predictors_dir)
+    print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables_dir})")
 
     start = time.perf_counter()
     result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family)
     print(f"evaluation: {time.perf_counter() - start:.0f} s")
-    folder = args.predictors / "local" / "onnxruntime"
+    folder = args.predictors_dir / "local" / "onnxruntime"
     plot = result.plot(folder / "eval.png")
     (folder / "eval.json").write_text(json.dumps({**result.to_json(), "plot": str(plot)}, indent=2))
     print()

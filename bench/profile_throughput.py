@@ -15,28 +15,30 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hwlab.export import FORMAT_FOR_RUNTIME, export_spec
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure.deploy import Deployer
+from hwlab.measure.jobs import Job, build_job, model_spec, with_models
+from hwlab.measure.placement import Placement
 from hwlab.measure.settings import MeasureSettings
 from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
 from hwlab.transport import LocalTransport
 
 
-def per_model_processes(deployer: Deployer, models: list[dict], job_base: dict) -> dict[str, float]:
-    """One fresh runner process per model; returns median µs by key."""
+def per_model_processes(deployer: Deployer, job: Job) -> dict[str, float]:
+    """One fresh runner process per model of ``job``; returns median µs by key."""
     medians = {}
-    for model in models:
-        job_path = deployer.job({**job_base, "models": [model]})
-        argv, env = deployer.runner_command("run", job_path)
+    for model in job.models:
+        argv, env = deployer.runner_command("run", deployer.job(replace(job, models=(model,))))
         done = deployer.transport.run(argv, timeout=600, env=env).check()
         result = json.loads(done.stdout.strip().splitlines()[-1])
         if result["status"] != "ok":
-            raise SystemExit(f"{model['key']} failed: {result['error']}")
-        medians[model["key"]] = result["summary"]["median_us"]
+            raise SystemExit(f"{model.key} failed: {result['error']}")
+        medians[model.key] = result["summary"]["median_us"]
     return medians
 
 
@@ -55,21 +57,9 @@ def main() -> None:
 
     transport = LocalTransport()
     deployer = Deployer(transport, LOCAL_DEFAULT)
-    job_base = {
-        "protocol": 1,
-        "runtime": args.backend,
-        "threads": 1,
-        "core_mask": None,
-        **settings.job_fields(),
-    }
-    models = [
-        {
-            "key": key,
-            "path": deployer.model(e.path, e.sha256),
-            "inputs": [{"shape": list(s), "dtype": "float32"} for s in e.input_shapes],
-        }
-        for key, e in exported.items()
-    ]
+    models = [model_spec(key, deployer.model(e.path, e.sha256), e.input_shapes) for key, e in exported.items()]
+    job = build_job(args.backend, Placement(None, 1), settings, LOCAL_DEFAULT, power="none")
+    job = with_models(job, models, LOCAL_DEFAULT)
     deployer.runner()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +71,7 @@ def main() -> None:
             tables_root=Path(tmp),
             threads=1,
             settings=settings,
+            power="none",  # as the per-model jobs: no idle baseline in either
         )
         print("hwlab runner: one process, all models ...", flush=True)
         t0 = time.perf_counter()
@@ -90,7 +81,7 @@ def main() -> None:
 
     print("one fresh process per model ...", flush=True)
     t0 = time.perf_counter()
-    fresh_medians = per_model_processes(deployer, models, job_base)
+    fresh_medians = per_model_processes(deployer, job)
     fresh_s = time.perf_counter() - t0
 
     n = len(specs)

@@ -5,7 +5,7 @@ random-search baseline with the same number of evaluations, and measures every e
 the local device. Prints wall times, predictor calls per second, supernet accuracy mean ± std over seeds for
 both methods, and each winner's measured latency against its prediction and the budget.
 
-    .venv/bin/python bench/search_quality.py [--predictors DIR] [--seeds 3] [--epochs 30] [--population 20]
+    .venv/bin/python bench/search_quality.py [--predictors-dir DIR] [--seeds 3] [--epochs 30] [--population 20]
         [--sharing nested|separate]
 
 Budgets default to the 20th, 50th and 80th percentiles of the predicted latency of random architectures.
@@ -48,9 +48,9 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictors", type=Path, default=Path("predictors"))
-    parser.add_argument("--tables", type=Path, default=Path("bench-out/tables"))
-    parser.add_argument("--runs", type=Path, default=Path("bench-out/runs"))
+    parser.add_argument("--predictors-dir", type=Path, default=Path("predictors"))
+    parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("bench-out/runs"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=TrainSettings().epochs)
     parser.add_argument("--population", type=int, default=20)
@@ -62,7 +62,7 @@ def main() -> None:
     data = load_data("digits", 32)
     space = SearchSpace.of(32, 0.25, data.num_classes)
     start = time.perf_counter()
-    latency = PredictorLatency(space, "local", "onnxruntime", args.predictors)
+    latency = PredictorLatency(space, "local", "onnxruntime", args.predictors_dir)
     print(f"latency fast path built in {time.perf_counter() - start:.1f} s ({latency.table.distinct_ops} block ops)")
     sample = [space.sample(random.Random(i)) for i in range(2000)]
     start = time.perf_counter()
@@ -76,7 +76,7 @@ def main() -> None:
     plan = SearchPlan(space, "digits", TrainSettings(epochs=args.epochs), evolution, ScoreSettings(),
                       sharing=args.sharing)  # fmt: skip
     start = time.perf_counter()
-    supernet, trained = trained_supernet(plan, data, space.sample, supernet_checkpoint(args.runs, plan))
+    supernet, trained = trained_supernet(plan, data, space.sample, supernet_checkpoint(args.runs_dir, plan))
     print(f"supernet: {time.perf_counter() - start:.0f} s ({trained.epochs} epochs, from epoch {trained.resumed_from}),"
           f" last-epoch training accuracy {trained.last_accuracy:.1%}")  # fmt: skip
     score = supernet_scorer(supernet, data, plan.scoring)
@@ -96,7 +96,7 @@ def main() -> None:
             seconds.append(evo.seconds)
             rates.append(evo.latency_calls / evo.latency_seconds)
             evals.append(len(evo.evaluated))
-            files = write_outputs(args.runs / "search" / f"{budget:g}ms-s{seed}", budget_plan, evo, latency.name)
+            files = write_outputs(args.runs_dir / "search" / f"{budget:g}ms-s{seed}", budget_plan, evo, latency.name)
             winners.append((budget, seed, evo.best.latency_ms, files["arch"]))
         print(f"{budget:>9.3f} {mean_std(evo_acc):>16} {mean_std(rnd_acc):>16} {statistics.mean(evals):>6.0f}"
               f" {statistics.mean(seconds):>9.1f} {statistics.mean(rates):>10,.0f}")  # fmt: skip
@@ -104,8 +104,8 @@ def main() -> None:
     print()
     print(f"{'budget ms':>9} {'seed':>4} {'predicted ms':>12} {'measured ms':>11} {'error':>7} {'holds':>5}")
     for budget, seed, predicted_ms, arch in winners:
-        v = validate(arch, LOCAL_DEFAULT, "onnxruntime", budget_ms=budget, predictors_root=args.predictors,
-                     tables_root=args.tables)  # fmt: skip
+        v = validate(arch, LOCAL_DEFAULT, "onnxruntime", budget_ms=budget, predictors_root=args.predictors_dir,
+                     tables_root=args.tables_dir)  # fmt: skip
         error = (predicted_ms / v.measured_ms - 1) if v.measured_ms else float("nan")
         print(f"{budget:>9.3f} {seed:>4} {predicted_ms:>12.3f} {v.measured_ms:>11.3f} {error:>+7.1%}"
               f" {'yes' if v.within_budget else 'no':>5}")  # fmt: skip

@@ -10,12 +10,13 @@ the same call again measures only what is missing. The pieces live in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import hwlab
+from hwlab.errors import BackendUnavailable
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
 from hwlab.lock import device_lock
@@ -26,10 +27,10 @@ from hwlab.measure.jobs import ModelSpec, build_job, model_spec, with_models
 from hwlab.measure.placement import place
 from hwlab.measure.results import ResultSink
 from hwlab.measure.runner import RunnerMeasurer
-from hwlab.measure.runtimes import check_backend, runtime_version
+from hwlab.measure.runtimes import available_backends, check_backend, runtime_version
 from hwlab.measure.settings import MeasureSettings
 from hwlab.progress import Progress
-from hwlab.space import OpSpec
+from hwlab.space import OpSpec, SpaceContext, get_space
 from hwlab.tables import LookupTable, TableId
 from hwlab.transport import Transport, connect
 
@@ -59,6 +60,17 @@ def as_item(thing: OpSpec | ModelItem) -> ModelItem:
 
 
 @dataclass(frozen=True)
+class Measuring:
+    """Where and how a device measures, as a user asks it (None: the inventory's)."""
+
+    threads: int | None = None
+    core_mask: tuple[int, ...] | str | None = None
+    governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
+    power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
+    lock_wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class ProfileRequest:
     device: DeviceSpec
     backend: str
@@ -75,6 +87,11 @@ class ProfileRequest:
     governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
     power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
 
+    @classmethod
+    def of(cls, device: DeviceSpec, backend: str, measuring: Measuring = Measuring(), **fields: Any) -> ProfileRequest:
+        """A request with the user's measuring wishes; ``fields`` default to no specs and no space."""
+        return cls(device=device, backend=backend, **{"specs": [], "space": "", **fields, **asdict(measuring)})
+
     @property
     def table_id(self) -> TableId:
         return TableId(self.device.name, self.backend, self.table_name or self.space)
@@ -83,6 +100,7 @@ class ProfileRequest:
 @dataclass
 class ProfileReport:
     table: LookupTable
+    backend: str
     planned: int
     skipped: int
     measured: list[dict[str, Any]] = field(default_factory=list)  # the rows written now
@@ -127,6 +145,52 @@ def _exporter_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+def resolve_backends(wanted: Sequence[str], facts: dict[str, Any], device: DeviceSpec) -> list[str]:
+    """The backends to use: as given, or for ``("all",)`` every one the device and this host can use."""
+    if tuple(wanted) != ("all",):
+        return list(wanted)
+    usable = available_backends(facts, device)
+    if not usable:
+        raise BackendUnavailable(
+            f"no runtime of {', '.join(device.runtimes)} is usable on {device.name!r}",
+            hint=f"see `hwlab doctor --device {device.name}`",
+        )
+    return usable
+
+
+def usable_backends(device: DeviceSpec) -> list[str]:
+    """Every runtime of the inventory that the device runs and this host exports for (asks the device)."""
+    transport = connect(device)
+    try:
+        return resolve_backends(("all",), device_facts(Deployer(transport, device)), device)
+    finally:
+        transport.close()
+
+
+def profile_space(
+    base: ProfileRequest, backends: Sequence[str], progress_for: Callable[[str], Progress] | None = None
+) -> list[ProfileReport]:
+    """``base.space`` (with ``base.space_params``) profiled on each backend, over one connection.
+
+    ``backends`` may be ``("all",)``: every runtime the device and this host can use.
+    A space built from measurements (``kernels``) is built for each backend in turn.
+    """
+    device = base.device
+    transport = connect(device)
+    try:
+        facts = device_facts(Deployer(transport, device))
+        reports = []
+        for backend in resolve_backends(backends, facts, device):
+            context = SpaceContext(base.tables_root, device.name, backend)
+            specs = get_space(base.space, context, **base.space_params)
+            request = replace(base, backend=backend, specs=specs)
+            progress = progress_for(backend) if progress_for else None
+            reports.append(profile(request, progress, transport=transport, facts=facts))
+        return reports
+    finally:
+        transport.close()
 
 
 def profile(
@@ -182,7 +246,7 @@ def _profile_locked(
     if request.retry_errors:
         table.drop(table.keys() - done)
     todo = [item for key, item in by_key.items() if key not in done]
-    report = ProfileReport(table=table, planned=len(by_key), skipped=len(by_key) - len(todo), measurer=measurer.name)
+    report = ProfileReport(table, request.backend, len(by_key), len(by_key) - len(todo), measurer=measurer.name)
     if not todo:
         return report
     job = with_models(job, _deployed(todo, request.backend, deployer, progress), device)

@@ -18,7 +18,7 @@ import torch
 
 from hwlab.inventory import DeviceSpec
 from hwlab.measure.settings import MeasureSettings
-from hwlab.profile import ModelItem, ProfileRequest, profile
+from hwlab.profile import Measuring, ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.search.record import ArchRecord
 from hwlab.transport import Transport
@@ -68,7 +68,8 @@ def validate(
     budget_ms: float | None = None,
     predictors_root: Path = Path("predictors"),
     tables_root: Path = Path("tables"),
-    settings: MeasureSettings | None = None,
+    settings: MeasureSettings = MeasureSettings(),
+    measuring: Measuring = Measuring(),
     progress: Progress | None = None,
     transport: Transport | None = None,
 ) -> Validation:
@@ -78,12 +79,12 @@ def validate(
 
     record = ArchRecord.load(arch_file)
     net = standalone_network(record)
-    inputs = torch.randn(net.input_shape)
+    inputs = torch.randn(net.input_shape, generator=torch.Generator().manual_seed(0))  # only shapes matter
     key = record.name
     item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.cost(record.arch)[0]},
                      lambda fmt: export_module(net, inputs, fmt, name=key))  # fmt: skip
-    request = ProfileRequest(device=device, backend=backend, specs=[item], space="validate", table_name="validate",
-                             tables_root=tables_root, settings=settings or MeasureSettings())  # fmt: skip
+    request = ProfileRequest.of(device, backend, measuring, specs=[item], space="validate", table_name="validate",
+                                tables_root=tables_root, settings=settings)  # fmt: skip
     report = profile(request, progress, transport=transport)
     row = report.table.lookup(key)
     predicted = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from gated_runner import gated_python
 
-from hwlab.cli import main
+from hwlab.cli import build_parser, main
 from hwlab.export import FORMAT_FOR_RUNTIME
 from hwlab.measure.runtimes import host_can_export
 from hwlab.space import get_space
@@ -87,7 +89,7 @@ def test_profile_every_backend_then_resume(capsys: pytest.CaptureFixture[str], t
         "--seed",
         "5",
     ]
-    args += [*FAST, "--tables", str(tmp_path / "t"), "--json"]
+    args += [*FAST, "--tables-dir", str(tmp_path / "t"), "--json"]
     rc, out, _ = run_cli(capsys, *args)
     (report,) = json.loads(out)
     assert rc == 0, out
@@ -114,16 +116,16 @@ def test_profile_spos_human_output_and_tables_commands(capsys: pytest.CaptureFix
         "--input-size",
         "32",
         *FAST,
-        "--tables",
+        "--tables-dir",
         tables,
     )
     assert rc == 0, err
     n = len(get_space("spos", input_size=32))
     assert "profile summary" in out and f"{n}" in out and "pandas.read_json" in out
-    rc, out, _ = run_cli(capsys, "tables", "list", "--tables", tables, "--json")
+    rc, out, _ = run_cli(capsys, "tables", "list", "--tables-dir", tables, "--json")
     (entry,) = json.loads(out)
     assert entry["table"] == "local/onnxruntime/spos" and entry["rows"] == n and entry["errors"] == 0
-    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables", tables, "--json")
+    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables-dir", tables, "--json")
     shown = json.loads(out)
     assert len(shown["rows"]) == n
     medians = [r["median_ms"] for r in shown["rows"]]
@@ -131,22 +133,30 @@ def test_profile_spos_human_output_and_tables_commands(capsys: pytest.CaptureFix
     assert shown["meta"]["fixed"]["runtime"] == "onnxruntime"
     assert shown["meta"]["device_facts"]["cpu_count"] == os.cpu_count()
     assert shown["meta"]["space"] == {"name": "spos", "input_size": 32}
-    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables", tables)
+    rc, out, _ = run_cli(capsys, "tables", "show", "local/onnxruntime/spos", "--tables-dir", tables)
     assert rc == 0 and "spos_shufflenet" in out
 
 
 def test_bad_requests_fail_with_a_fix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    rc, _, err = run_cli(capsys, "profile", "--backend", "tensorrt", "--tables", str(tmp_path))
-    assert rc == 1 and "unknown backend 'tensorrt'" in err and "fix:" in err
-    rc, _, err = run_cli(capsys, "profile", "--space", "nope", "--tables", str(tmp_path))
+    for bad, said in ((["--backend", "tensorrt"], "unknown backend tensorrt: choose from onnxruntime, litert, torch"),
+                      (["--backend", "all,torch"], "'all' already means every backend"),
+                      (["--threads", "0"], "expected a whole number >= 1, not 0"),
+                      (["--core-mask", "a,b"], "expected comma-separated CPU ids")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(["profile", *bad, "--tables-dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and said in err, err
+    rc, _, err = run_cli(capsys, "profile", "--space", "nope", "--tables-dir", str(tmp_path))
     assert rc == 1 and "unknown space 'nope'" in err
-    rc, _, err = run_cli(capsys, "profile", "--space", "generic", "--input-size", "32", "--tables", str(tmp_path))
+    rc, _, err = run_cli(capsys, "profile", "--space", "generic", "--input-size", "32", "--tables-dir", str(tmp_path))
     assert rc == 1 and "input_size" in err
-    rc, _, err = run_cli(capsys, "profile", "--backend", "onnxruntime", "--space", "kernels", "--tables", str(tmp_path))
+    rc, _, err = run_cli(
+        capsys, "profile", "--backend", "onnxruntime", "--space", "kernels", "--tables-dir", str(tmp_path)
+    )
     assert rc == 1 and "no fusion rules measured for local/onnxruntime" in err and "hwlab predictors rules" in err
-    rc, _, err = run_cli(capsys, "profile", "--device", "rk3399", "--tables", str(tmp_path))
+    rc, _, err = run_cli(capsys, "profile", "--device", "rk3399", "--tables-dir", str(tmp_path))
     assert rc == 1 and "is an example inventory" in err
-    rc, _, err = run_cli(capsys, "tables", "show", "local/x", "--tables", str(tmp_path))
+    rc, _, err = run_cli(capsys, "tables", "show", "local/x", "--tables-dir", str(tmp_path))
     assert rc == 1 and "is not a table name" in err
 
 
@@ -160,7 +170,7 @@ def test_changed_conditions_are_refused(capsys: pytest.CaptureFixture[str], tmp_
         "--count",
         "1",
         *FAST,
-        "--tables",
+        "--tables-dir",
         str(tmp_path),
     ]
     assert run_cli(capsys, *base)[0] == 0
@@ -175,7 +185,7 @@ def test_emulated_device_is_labelled_in_every_row(capsys: pytest.CaptureFixture[
     (inv / "qemu.yaml").write_text("name: qemu\ntransport: local\nemulated: true\n")
     rc, _, err = run_cli(
         capsys, "profile", "--device", "qemu", "--inventory", str(inv), "--backend", "onnxruntime",
-        "--space", "generic", "--count", "2", *FAST, "--tables", str(tmp_path / "t"),
+        "--space", "generic", "--count", "2", *FAST, "--tables-dir", str(tmp_path / "t"),
     )  # fmt: skip
     assert rc == 0, err
     rows = list(LookupTable.at(tmp_path / "t", TableId("qemu", "onnxruntime", "generic")))
@@ -183,39 +193,33 @@ def test_emulated_device_is_labelled_in_every_row(capsys: pytest.CaptureFixture[
 
 
 def test_killed_profile_keeps_rows_and_resumes(tmp_path: Path) -> None:
-    """SIGKILL in the middle of a profile: finished rows stay, the rerun measures only the rest."""
-    tables = tmp_path / "t"
-    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--backend", "onnxruntime", "--space", "generic"]
-    argv += [
-        "--count",
-        "12",
-        "--seed",
-        "9",
-        "--min-time",
-        "0.3",
-        "--max-time",
-        "0.6",
-        "--tables",
-        str(tables),
-        "--json",
-    ]
+    """SIGKILL after exactly three rows (the device's runner holds the fourth back): the finished rows stay,
+    the rerun measures only the rest."""
+    tables, gate = tmp_path / "t", tmp_path / "gate"
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    python = gated_python(tmp_path / "gated-python", gate, 3)
+    (inventory / "host.yaml").write_text(f"name: host\ntransport: local\npython: {python}\n")
+    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", "host", "--inventory", str(inventory)]
+    argv += ["--backend", "onnxruntime", "--space", "generic", "--count", "12", "--seed", "9", *FAST]
+    argv += ["--tables-dir", str(tables), "--json"]
     env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    rows_file = tables / "local" / "onnxruntime" / "generic" / "ops.jsonl"
-    deadline = time.monotonic() + 300
+    rows_file = tables / "host" / "onnxruntime" / "generic" / "ops.jsonl"
+    deadline = time.monotonic() + 300  # a bound for a broken run only: the gate holds the fourth row back
     while time.monotonic() < deadline and proc.poll() is None:
         if rows_file.exists() and len(rows_file.read_bytes().splitlines()) >= 3:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the profile ended before it could be killed"
+    assert proc.poll() is None, proc.communicate()[1]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = LookupTable(rows_file.parent).keys()
-    assert 3 <= len(kept) < 12
+    gate.touch()
+    assert len(LookupTable(rows_file.parent).keys()) == 3
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     (report,) = json.loads(done.stdout)
-    assert report["skipped"] == len(kept) and report["measured"] == 12 - len(kept)
+    assert report["skipped"] == 3 and report["measured"] == 9
     assert LookupTable(rows_file.parent).keys() == {s.key for s in get_space("generic", count=12, seed=9)}
 
 
@@ -223,9 +227,54 @@ def test_killed_profile_keeps_rows_and_resumes(tmp_path: Path) -> None:
 def test_core_mask_is_applied_and_recorded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, out, _ = run_cli(
         capsys, "profile", "--backend", "onnxruntime", "--space", "generic", "--count", "2", *FAST,
-        "--core-mask", "0", "--tables", str(tmp_path), "--json",
+        "--core-mask", "0", "--tables-dir", str(tmp_path), "--json",
     )  # fmt: skip
     assert rc == 0
     table = LookupTable(Path(json.loads(out)[0]["table"]))
     assert [r["core_mask"] for r in table] == ["0", "0"]
     assert table.meta()["fixed"]["core_mask"] == [0]
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """Every (sub)command parser, with the words that reach it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_and_flag_is_described_and_every_help_shows_an_example() -> None:
+    commands = dict(_commands(build_parser()))
+    assert {("profile",), ("devices", "trust"), ("predictors", "fit"), ("tables", "import"), ("search",)} <= set(
+        commands
+    )
+    for words, parser in commands.items():
+        text = parser.format_help()
+        assert parser.description, words
+        assert "examples:\n  hwlab " + " ".join(words) in text, words
+        for action in parser._actions:
+            if action.option_strings or action.dest not in ("help",):
+                assert action.help, (words, action.dest)
+
+
+def test_the_shared_flags_mean_the_same_everywhere() -> None:
+    commands = dict(_commands(build_parser()))
+    measuring = {"--threads", "--core-mask", "--governor", "--power", "--lock-wait"}
+    for words in (("profile",), ("predictors", "rules"), ("predictors", "fit"), ("predictors", "eval"),
+                  ("validate",), ("search",)):  # fmt: skip
+        flags = {o for a in commands[words]._actions for o in a.option_strings}
+        assert measuring <= flags and "--backend" in flags and "--json" in flags, words
+    for words, parser in commands.items():
+        flags = {o for a in parser._actions for o in a.option_strings}
+        assert "--tables" not in flags and "--predictors" not in flags and "--runs" not in flags, words
+        backend = next((a for a in parser._actions if "--backend" in a.option_strings), None)
+        if backend is not None and words != ("tables", "import"):
+            assert backend.default == ("onnxruntime",), words
+
+
+def test_devices_trust_keeps_an_inventory_given_before_the_action(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["devices", "--inventory", str(tmp_path), "trust", "board"])
+    assert (args.inventory, args.name) == (str(tmp_path), "board")
+    args = build_parser().parse_args(["devices", "trust", "board", "--inventory", str(tmp_path)])
+    assert args.inventory == str(tmp_path)

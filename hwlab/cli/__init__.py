@@ -6,6 +6,8 @@ import argparse
 import sys
 import warnings
 
+from rich.markup import escape
+
 import hwlab
 from hwlab.cli import devices, predict, profile, search, tables
 from hwlab.cli.console import stderr_console
@@ -33,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hwlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"hwlab {hwlab.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="what to do (COMMAND --help: details and examples)"
+    )
     devices.register(sub)
     profile.register(sub)
     tables.register(sub)
@@ -43,19 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; warnings are printed as one line each while it runs (the hook is put back after)."""
     args = build_parser().parse_args(argv)
     err = stderr_console()
-    warnings.showwarning = lambda msg, cat, *_a, **_k: err.print(f"[yellow]warning:[/] {msg}")
+    previous = warnings.showwarning
+    warnings.showwarning = lambda msg, cat, *_a, **_k: err.print(f"[yellow]warning:[/] {escape(str(msg))}")
     try:
         return int(args.handler(args) or 0)
     except HwlabError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
+        err.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
-            err.print(f"  [bold]fix:[/] {exc.hint}")
+            err.print(f"  [bold]fix:[/] {escape(exc.hint)}")
         return 1
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: every finished row is kept; run the same command again to resume")
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -7,52 +7,56 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hwlab.cli.common import add_device_args, add_inventory_arg, add_json_arg, command
+from hwlab.cli.console import stderr_console
 from hwlab.doctor import diagnose
 from hwlab.errors import HostKeyNotTrusted, InvalidRequest
 from hwlab.inventory import get_device, inventory_dir, load_inventory
 from hwlab.transport import connect
 
 
-def add_inventory_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--inventory", metavar="DIR", help="device inventory folder (default: $HWLAB_DEVICES, else ./devices)"
-    )
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
+    p = command(
+        sub,
         "devices",
         help="list the device inventory; trust an SSH device's host key",
         description="List the devices of the inventory (`hwlab devices`), or trust the host key of an SSH"
         " device after checking its fingerprint (`hwlab devices trust NAME`).",
+        examples=["hwlab devices", "hwlab devices --inventory lab/devices --json", "hwlab devices trust rk3399"],
     )
-    add_inventory_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_device_args(p, device=False)
+    add_json_arg(p)
     p.set_defaults(handler=cmd_devices)
-    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION")
-    trust = dsub.add_parser(
+    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", help="trust: add an SSH host key (none: list)")
+    trust = command(
+        dsub,
         "trust",
         help="add an SSH device's host key to known_hosts after showing its fingerprint",
         description="Fetch the host key the device offers, show its SHA256 fingerprint and, once you confirm"
         " (compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the device), append it to the"
         " device's known_hosts file.",
+        examples=["hwlab devices trust rk3399", "hwlab devices trust rk3399 --fingerprint SHA256:..."],
     )
     trust.add_argument("name", help="device name from the inventory")
-    add_inventory_arg(trust)
+    add_inventory_arg(trust, suppress=True)  # `hwlab devices --inventory DIR trust NAME` keeps DIR
     trust.add_argument("--yes", action="store_true", help="do not ask: trust the key shown")
     trust.add_argument("--fingerprint", help="trust only if the key has this fingerprint (SHA256:...)")
+    add_json_arg(trust)
     trust.set_defaults(handler=cmd_trust)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "doctor",
-        help="describe a device: CPU, clusters, governor, thermal, memory, runtimes",
-        description="Run the device-side runner's `facts` on a device and print what the device is.",
+        help="describe a device: CPU, clusters, governor, thermal, memory, runtimes; what it lacks",
+        description="Describe a device (the runner's `facts`, or its shell's on a device with benchmark_model"
+        " and no Python) and list what it lacks for profiling, each with the fix.",
+        examples=["hwlab doctor --device local", "hwlab doctor --device rk3399 --json"],
     )
-    p.add_argument("--device", default="local", help="device name from the inventory (default: local)")
-    add_inventory_arg(p)
-    p.add_argument("--json", action="store_true", help="print the raw facts as JSON")
+    add_device_args(p)
+    add_json_arg(p, "print the facts and findings as JSON")
     p.set_defaults(handler=cmd_doctor)
 
 
@@ -92,8 +96,9 @@ def cmd_trust(args: argparse.Namespace) -> int:
     target = ssh_target(device)
     key = fetch_host_key(target)
     shown = fingerprint(key)
-    console = Console()
-    console.print(f"{known_hosts_name(target.hostname, target.port)} offers a {key.get_name()} key: [bold]{shown}[/]")
+    console = stderr_console() if args.json else Console()
+    name = escape(known_hosts_name(target.hostname, target.port))
+    console.print(f"{name} offers a {key.get_name()} key: [bold]{shown}[/]")
     if args.fingerprint and args.fingerprint != shown:
         raise HostKeyNotTrusted(
             f"the key's fingerprint is {shown}, not {args.fingerprint}: refusing to trust it",
@@ -103,7 +108,10 @@ def cmd_trust(args: argparse.Namespace) -> int:
         console.print("not trusted")
         return 1
     trust_host_key(target, key)
-    console.print(f"added to {target.known_hosts}")
+    if args.json:
+        print(json.dumps({"device": device.name, "fingerprint": shown, "known_hosts": target.known_hosts}))
+    else:
+        console.print(f"added to {escape(target.known_hosts)}")
     return 0
 
 

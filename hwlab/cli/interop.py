@@ -9,16 +9,17 @@ from typing import Any
 
 from rich.console import Console
 
+from hwlab.cli.common import add_folder_args, add_json_arg, command
 from hwlab.errors import TableError
+from hwlab.inventory import RUNTIMES
 from hwlab.tables import LookupTable, TableId
 from hwlab.tables.interop import FORMATS, export_ofa_yaml, identify, import_yaml
-
-TABLES_HELP = "tables folder (default: ./tables)"
 
 
 def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `import` and `export` to the subparsers of `hwlab tables`."""
-    imp = tsub.add_parser(
+    imp = command(
+        tsub,
         "import",
         help="import published lookup tables (OFA, ProxylessNAS YAML)",
         description=(
@@ -27,29 +28,40 @@ def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[
             "(no median, no raw samples). Files shipped in the shared data folder are recognised by content; "
             "for any other file say where it comes from with --source."
         ),
+        examples=[
+            "hwlab tables import ../shared/data/ofa_note10/224_lookup_table.yaml --device note10",
+            "hwlab tables import my_lut.yaml --device pixel4 --source 'me/repo @ abc123, lut.yaml'",
+        ],
     )
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="YAML lookup table(s)")
-    imp.add_argument("--device", required=True, help="device the numbers were measured on (table folder and rows)")
-    imp.add_argument("--backend", default="imported", help="backend folder of the table (default: imported)")
-    imp.add_argument("--table", help="table name (one PATH only; default: named after the file)")
-    imp.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="file format (default: auto)")
+    imp.add_argument("--device", required=True, metavar="NAME", help="device the numbers were measured on")
+    imp.add_argument(
+        "--backend",
+        choices=(*RUNTIMES, "imported"),
+        default="imported",
+        help="the runtime that measured them, when known (the table's backend folder)",
+    )
+    imp.add_argument("--table", metavar="NAME", help="table name (one PATH only; default: named after the file)")
+    imp.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="file format")
     imp.add_argument("--source", help="provenance 'owner/repo @ commit, path' (needed for unrecognised files)")
     imp.add_argument("--source-device", help="the device as the source describes it (default: --device)")
     imp.add_argument("--resolution", type=int, help="input resolution (default: read from the first conv's key)")
-    imp.add_argument("--tables", type=Path, default=Path("tables"), help=TABLES_HELP)
-    imp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_folder_args(imp, "tables")
+    add_json_arg(imp)
     imp.set_defaults(handler=cmd_import)
 
-    exp = tsub.add_parser(
+    exp = command(
+        tsub,
         "export",
         help="write a table as OFA-format YAML",
         description="Write a table as `key: {count, mean, std}` in ms, the format OFA's latency predictors read.",
+        examples=["hwlab tables export local/onnxruntime/spos --format ofa -o spos_ofa.yaml"],
     )
-    exp.add_argument("table", help="DEVICE/BACKEND/NAME, e.g. note10/imported/ofa-note10-224")
+    exp.add_argument("table", metavar="TABLE", help="DEVICE/BACKEND/NAME, e.g. note10/imported/ofa-note10-224")
     exp.add_argument("--format", choices=("ofa",), required=True, help="output format")
     exp.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="YAML file to write")
-    exp.add_argument("--tables", type=Path, default=Path("tables"), help=TABLES_HELP)
-    exp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_folder_args(exp, "tables")
+    add_json_arg(exp)
     exp.set_defaults(handler=cmd_export)
 
 
@@ -72,7 +84,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         tid = TableId(args.device, args.backend, name)
         report = import_yaml(
             path,
-            LookupTable.at(args.tables, tid),
+            LookupTable.at(args.tables_dir, tid),
             device=args.device,
             source=source,
             format=args.format,
@@ -102,9 +114,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     tid = TableId.parse(args.table)
-    table = LookupTable.at(args.tables, tid)
+    table = LookupTable.at(args.tables_dir, tid)
     if not table.exists:
-        raise TableError(f"no table {tid} under {args.tables}", hint="see `hwlab tables list`")
+        raise TableError(f"no table {tid} under {args.tables_dir}", hint="see `hwlab tables list`")
     report = export_ofa_yaml(table, args.output)
     if args.json:
         print(json.dumps({"path": str(report.path), "written": report.written, "skipped": report.skipped}, indent=2))

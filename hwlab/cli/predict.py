@@ -1,100 +1,158 @@
-"""`hwlab predict` and `hwlab predictors rules|fit|show|eval`."""
+"""`hwlab predict` and `hwlab predictors rules|fit|show|eval`.
+
+Each takes one backend or a comma list and does its work for each in turn; with
+``--json`` it prints one list with an entry per backend.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from hwlab.cli.devices import add_inventory_arg
+from hwlab.cli.common import (
+    add_backend_arg,
+    add_device_args,
+    add_folder_args,
+    add_json_arg,
+    add_measuring_args,
+    command,
+    measuring,
+)
+from hwlab.cli.console import stderr_console
 from hwlab.inventory import get_device
-from hwlab.predictors.predictor import Predictor
-from hwlab.profile import ProfileRequest
+from hwlab.predictors.predictor import Predictor, predictor_dir
+from hwlab.profile import Measuring, ProfileRequest, usable_backends
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="local", help="device name from the inventory (default: local)")
-    p.add_argument("--backend", default="onnxruntime", help="runtime (default: onnxruntime)")
-    add_inventory_arg(p)
-    p.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
-    p.add_argument("--predictors", type=Path, default=Path("predictors"), help="predictors folder")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+def _common(p: argparse.ArgumentParser, *, measures: bool, folders: tuple[str, ...] = ("predictors",)) -> None:
+    add_device_args(p)
+    add_backend_arg(p)
+    add_folder_args(p, *folders)
+    if measures:
+        add_measuring_args(p)
+    add_json_arg(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
+    p = command(
+        sub,
         "predict",
         help="predict a model's latency on a device, kernel by kernel",
         description="Split an ONNX model into the kernels the device's runtime executes (its measured fusion"
         " rules), predict each, add the learned overhead, and print the breakdown.",
+        examples=["hwlab predict model.onnx --device local", "hwlab predict model.onnx --device rk3399 --json"],
     )
     p.add_argument("model", type=Path, help="an .onnx file (batch 1, fixed input shape)")
-    _common(p)
+    _common(p, measures=False)
     p.add_argument("--allow-unknown", action="store_true", help="predict ops without a regressor as 0 (lower bound)")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("predictors", help="measure fusion rules, fit, show and evaluate predictors")
-    psub = p.add_subparsers(dest="predictors_command", metavar="ACTION", required=True)
-    rules = psub.add_parser("rules", help="measure which op pairs the runtime fuses (table 'fusion')")
-    _common(rules)
+    p = command(
+        sub,
+        "predictors",
+        help="measure fusion rules, fit, show and evaluate predictors",
+        description="Build and check the fusion-aware latency predictor of a device and backend.",
+        examples=["hwlab predictors fit --device local", "hwlab predictors eval --device local"],
+    )
+    psub = p.add_subparsers(dest="predictors_command", metavar="ACTION", required=True, help="what to do")
+    rules = command(
+        psub,
+        "rules",
+        help="measure which op pairs the runtime fuses (table 'fusion')",
+        description="Measure each candidate op pair alone and fused (nn-Meter's test, the runtime's fixed cost"
+        " removed) into the table 'fusion', and print which pairs the runtime fuses.",
+        examples=["hwlab predictors rules --device local", "hwlab predictors rules --device rk3399 --threads 2"],
+    )
+    _common(rules, measures=True, folders=("tables",))
     rules.set_defaults(handler=cmd_rules)
-    fit = psub.add_parser(
+    fit = command(
+        psub,
         "fit",
         help="measure kernels and calibration models, fit the predictor, save it",
         description="Measures (resumably) the fusion rules, the distinct kernels of seeded training models, "
         "neighbours of badly predicted kernels (adaptive rounds) and whole calibration models; fits one "
-        "regressor per kernel type and the overhead term; saves predictors/<device>/<backend>/.",
+        "regressor per kernel type and the overhead term; saves PREDICTORS_DIR/<device>/<backend>/.",
+        examples=["hwlab predictors fit --device local", "hwlab predictors fit --device rk3399 --core-mask big"],
     )
-    _common(fit)
-    fit.add_argument("--spos-models", type=int, default=12, help="SPOS training architectures (default 12)")
-    fit.add_argument("--family-models", type=int, default=8, help="training models per zoo family (default 8)")
-    fit.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds (default 1)")
-    fit.add_argument("--seed", type=int, default=0)
+    _common(fit, measures=True, folders=("tables", "predictors"))
+    fit.add_argument("--spos-models", type=int, default=12, help="SPOS training architectures")
+    fit.add_argument("--family-models", type=int, default=8, help="training models per zoo family")
+    fit.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the training models")
     fit.set_defaults(handler=cmd_fit)
-    show = psub.add_parser("show", help="kernel types, cross-validated accuracy, fusion rules, overhead")
-    _common(show)
+    show = command(
+        psub,
+        "show",
+        help="kernel types, cross-validated accuracy, fusion rules, overhead",
+        description="Print what a fitted predictor holds: its regressors' cross-validated accuracy, its fusion"
+        " rules and its overhead term.",
+        examples=["hwlab predictors show --device local", "hwlab predictors show --device local --json"],
+    )
+    _common(show, measures=False)
     show.set_defaults(handler=cmd_show)
-    ev = psub.add_parser(
+    ev = command(
+        psub,
         "eval",
         help="measure held-out models end to end; compare FLOPs-linear, lookup-table sum and hwlab",
+        description="Measure held-out models end to end on the device and score three predictors on them;"
+        " the report (eval.json) and a scatter plot go beside the predictor.",
+        examples=["hwlab predictors eval --device local", "hwlab predictors eval --device local --spos 40"],
     )
-    _common(ev)
-    ev.add_argument("--spos", type=int, default=20, help="held-out SPOS architectures (default 20)")
-    ev.add_argument("--per-family", type=int, default=7, help="held-out models per zoo family (default 7)")
-    ev.add_argument("--seed", type=int, default=1000, help="seed of the held-out models (default 1000)")
-    ev.add_argument("--plot", type=Path, help="PNG scatter plot (default: predictors/<device>/<backend>/eval.png)")
+    _common(ev, measures=True, folders=("tables", "predictors"))
+    ev.add_argument("--spos", type=int, default=20, help="held-out SPOS architectures")
+    ev.add_argument("--per-family", type=int, default=7, help="held-out models per zoo family")
+    ev.add_argument("--seed", type=int, default=1000, help="seed of the held-out models")
+    ev.add_argument("--plot", type=Path, help="PNG scatter plot (default: PREDICTORS_DIR/<device>/<backend>/eval.png)")
     ev.set_defaults(handler=cmd_eval)
 
 
-def _base(args: argparse.Namespace) -> ProfileRequest:
+def _for_each_backend(args: argparse.Namespace, work: Callable[[ProfileRequest], Any]) -> list[Any]:
+    """``work`` on a request for each backend of ``--backend``; ``all`` is every backend with a fitted
+    predictor for the commands that read one, every usable one for those that measure."""
     device = get_device(args.device, args.inventory)
-    return ProfileRequest(device=device, backend=args.backend, specs=[], space="", tables_root=args.tables)
+    measures = hasattr(args, "threads")
+    backends = list(args.backend)
+    if backends == ["all"] and measures:
+        backends = usable_backends(device)
+    elif backends == ["all"]:
+        backends = [b for b in device.runtimes if predictor_dir(args.predictors_dir, device.name, b).is_dir()]
+    fields = measuring(args) if measures else Measuring()
+    tables = getattr(args, "tables_dir", Path("tables"))
+    return [work(ProfileRequest.of(device, backend, fields, tables_root=tables)) for backend in backends]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.device, args.backend, args.predictors)
-    prediction = predictor.predict_onnx(args.model, allow_unknown=args.allow_unknown)
+    def predict(base: ProfileRequest) -> tuple[str, Any]:
+        predictor = Predictor.load(base.device.name, base.backend, args.predictors_dir)
+        return base.backend, predictor.predict_onnx(args.model, allow_unknown=args.allow_unknown)
+
+    results = _for_each_backend(args, predict)
     if args.json:
-        print(json.dumps(prediction.to_json(), indent=2))
+        print(json.dumps([{"backend": b, **p.to_json()} for b, p in results], indent=2))
         return 0
-    view = Table(title=f"{args.model.name} on {args.device}/{args.backend}")
-    for col in ("#", "kernel", "nodes", "h×w×cin → cout", "ms"):
-        view.add_column(col, justify="right" if col in ("#", "ms") else "left")
-    for i, (kernel, ms) in enumerate(prediction.kernels):
-        f = kernel.features
-        shape = f"{f['h']:g}×{f['w']:g}×{f['cin']:g} → {f['cout']:g}"
-        view.add_row(str(i), kernel.type, ",".join(kernel.nodes)[:40], shape, f"{ms:.4f}")
     console = Console()
-    console.print(view)
-    note = " [yellow](lower bound: no regressor for " + ", ".join(sorted(set(prediction.missing))) + ")[/]"
-    console.print(
-        f"predicted latency: [bold]{prediction.total_ms:.3f} ms[/] ({len(prediction.kernels)} kernels,"
-        f" overhead {prediction.overhead_ms:+.3f} ms){note if prediction.lower_bound else ''}"
-    )
+    for backend, prediction in results:
+        view = Table(title=f"{escape(args.model.name)} on {escape(args.device)}/{backend}")
+        for col in ("#", "kernel", "nodes", "h×w×cin → cout", "ms"):
+            view.add_column(col, justify="right" if col in ("#", "ms") else "left")
+        for i, (kernel, ms) in enumerate(prediction.kernels):
+            f = kernel.features
+            shape = f"{f['h']:g}×{f['w']:g}×{f['cin']:g} → {f['cout']:g}"
+            view.add_row(str(i), kernel.type, escape(",".join(kernel.nodes)[:40]), shape, f"{ms:.4f}")
+        console.print(view)
+        note = " [yellow](lower bound: no regressor for " + ", ".join(sorted(set(prediction.missing))) + ")[/]"
+        console.print(
+            f"predicted latency: [bold]{prediction.total_ms:.3f} ms[/] ({len(prediction.kernels)} kernels,"
+            f" overhead {prediction.overhead_ms:+.3f} ms){note if prediction.lower_bound else ''}"
+        )
     return 0
 
 
@@ -102,16 +160,19 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from hwlab.predictors.fusion import measure_fusion_rules
     from hwlab.predictors.train import FitPlan
 
-    rules = measure_fusion_rules(replace(_base(args), settings=FitPlan().fusion_settings))
+    found = _for_each_backend(
+        args, lambda base: (base.backend, measure_fusion_rules(replace(base, settings=FitPlan().fusion_settings)))
+    )
     if args.json:
-        print(json.dumps(rules.to_json(), indent=2))
+        print(json.dumps([{"backend": b, **rules.to_json()} for b, rules in found], indent=2))
         return 0
-    print_rules(Console(), rules)
+    for backend, rules in found:
+        print_rules(Console(), rules, backend)
     return 0
 
 
-def print_rules(console: Console, rules) -> None:  # type: ignore[no-untyped-def]
-    view = Table(title=f"fusion rules (fused when T1 + T2 - T12 - O > {rules.alpha} × min(T1 - O, T2 - O))")
+def print_rules(console: Console, rules, backend: str) -> None:  # type: ignore[no-untyped-def]
+    view = Table(title=f"{backend} fusion rules (fused when T1 + T2 - T12 - O > {rules.alpha} × min(T1 - O, T2 - O))")
     for col in ("first", "second", "T1 ms", "T2 ms", "T12 ms", "O ms", "saving ms", "fused"):
         view.add_column(col)
     for e in rules.evidence:
@@ -128,17 +189,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     plan = FitPlan(
         spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed
     )
-    console = Console(stderr=args.json)
-    predictor = fit_predictor(_base(args), plan, root=args.predictors, say=console.print)
+    console = stderr_console() if args.json else Console()
+    fitted = _for_each_backend(
+        args, lambda base: (base.backend, fit_predictor(base, plan, root=args.predictors_dir, say=console.print))
+    )
     if args.json:
-        print(json.dumps(predictor.loaded.summary(), indent=2, default=str))
-    else:
-        _print_summary(console, predictor)
+        print(json.dumps([{"backend": b, **p.loaded.summary()} for b, p in fitted], indent=2, default=str))
+        return 0
+    for backend, predictor in fitted:
+        _print_summary(console, predictor, backend)
     return 0
 
 
-def _print_summary(console: Console, predictor: Predictor) -> None:
-    view = Table(title="kernel regressors (cross-validated)")
+def _print_summary(console: Console, predictor: Predictor, backend: str) -> None:
+    view = Table(title=f"{backend} kernel regressors (cross-validated)")
     for col in ("kernel type", "rows", "model", "RMSPE", "within ±10%"):
         view.add_column(col)
     for kernel_type, acc in sorted(predictor.loaded.accuracy.items()):
@@ -152,40 +216,41 @@ def _print_summary(console: Console, predictor: Predictor) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.device, args.backend, args.predictors)
+    shown = _for_each_backend(
+        args, lambda base: (base.backend, Predictor.load(base.device.name, base.backend, args.predictors_dir))
+    )
     if args.json:
-        print(json.dumps(predictor.loaded.summary(), indent=2, default=str))
+        print(json.dumps([{"backend": b, **p.loaded.summary()} for b, p in shown], indent=2, default=str))
         return 0
     console = Console()
-    _print_summary(console, predictor)
-    print_rules(console, predictor.rules)
+    for backend, predictor in shown:
+        _print_summary(console, predictor, backend)
+        print_rules(console, predictor.rules, backend)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hwlab.predictors.evaluate import evaluate
-    from hwlab.predictors.train import FitPlan
+    from hwlab.predictors.evaluate import evaluate_and_report
 
-    predictor = Predictor.load(args.device, args.backend, args.predictors)
-    plan_fields = predictor.loaded.meta.get("plan", {})
-    plan = FitPlan(**{k: v for k, v in plan_fields.items() if k in FitPlan.__dataclass_fields__})
-    result = evaluate(_base(args), predictor, plan, spos_count=args.spos, family_count=args.per_family, seed=args.seed)
-    folder = args.predictors / args.device / args.backend
-    plot = result.plot(args.plot or folder / "eval.png")
-    report = {**result.to_json(), "plot": str(plot), "held_out_seed": args.seed}
-    (folder / "eval.json").write_text(json.dumps(report, indent=2))
-    scores = result.scores()
+    done = _for_each_backend(
+        args,
+        lambda base: (base.backend, *evaluate_and_report(base, args.predictors_dir, spos_count=args.spos,
+                                                         family_count=args.per_family, seed=args.seed,
+                                                         plot=args.plot)),
+    )  # fmt: skip
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps([{"backend": b, **report} for b, _, report in done], indent=2))
         return 0
-    view = Table(title=f"held-out models on {args.device}/{args.backend} (measured end to end)")
-    for col in ("predictor", "set", "models", "RMSE ms", "RMSPE", "±5%", "±10%"):
-        view.add_column(col)
-    counts = {s: result.sets.count(s) for s in ("spos", "families")}
-    for name, by_set in scores.items():
-        for s, sc in by_set.items():
-            view.add_row(name, s, str(counts[s]), f"{sc.rmse_ms:.3f}", f"{sc.rmspe:.1%}", f"{sc.within_5:.0%}",
-                         f"{sc.within_10:.0%}")  # fmt: skip
-    Console().print(view)
-    Console().print(f"scatter plot: {plot}")
+    console = Console()
+    for backend, result, report in done:
+        view = Table(title=f"held-out models on {escape(args.device)}/{backend} (measured end to end)")
+        for col in ("predictor", "set", "models", "RMSE ms", "RMSPE", "±5%", "±10%"):
+            view.add_column(col)
+        counts = {s: result.sets.count(s) for s in ("spos", "families")}
+        for name, by_set in result.scores().items():
+            for s, sc in by_set.items():
+                view.add_row(name, s, str(counts[s]), f"{sc.rmse_ms:.3f}", f"{sc.rmspe:.1%}", f"{sc.within_5:.0%}",
+                             f"{sc.within_10:.0%}")  # fmt: skip
+        console.print(view)
+        console.print(f"scatter plot: {escape(str(report['plot']))}")
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,41 +19,28 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from hwlab.cli.common import (
+    add_backend_arg,
+    add_device_args,
+    add_folder_args,
+    add_json_arg,
+    add_measuring_args,
+    command,
+    measure_settings,
+    measuring,
+)
 from hwlab.cli.console import stderr_console
-from hwlab.cli.devices import add_inventory_arg
-from hwlab.errors import BackendUnavailable
-from hwlab.inventory import CORE_MASK_RULES, RUNTIMES, get_device
-from hwlab.measure.deploy import Deployer
-from hwlab.measure.facts import device_facts
-from hwlab.measure.runtimes import available_backends
-from hwlab.measure.settings import Cooldown, MeasureSettings, StopRule
-from hwlab.profile import ProfileReport, ProfileRequest, profile
-from hwlab.space import describe_spaces, get_space
-from hwlab.transport import connect
+from hwlab.inventory import get_device
+from hwlab.profile import ProfileReport, ProfileRequest, profile_space
+from hwlab.space import describe_spaces
 
 PROFILE_HELP = """\
 Measure every operator of a space on a device and append the results to the lookup table
-tables/<device>/<backend>/<space>/ (ops.jsonl + samples.jsonl + meta.json).
+TABLES_DIR/<device>/<backend>/<table>/ (ops.jsonl + samples.jsonl + meta.json).
 
 Rows are written one by one as the device reports them: interrupt at any moment and every
 finished op is kept; the same command again measures only what is missing.
-
-examples:
-  hwlab profile --device local --space spos --input-size 32
-  hwlab profile --device local --backend onnxruntime --space generic --count 200 --seed 1
-  hwlab profile --device rk3399 --backend litert --space spos --threads 2 --core-mask 4,5
 """
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated CPU ids, e.g. 4,5 — not {text!r}") from None
-
-
-def _core_mask(text: str) -> tuple[int, ...] | str:
-    return text if text in CORE_MASK_RULES else _ints(text)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -64,26 +51,30 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "spaces", help="list the operator spaces", description="List the spaces `hwlab profile` measures."
+    p = command(
+        sub,
+        "spaces",
+        help="list the operator spaces",
+        description="List the spaces `hwlab profile --space NAME` measures, with their parameters.",
+        examples=["hwlab spaces", "hwlab spaces --json"],
     )
+    add_json_arg(p)
     p.set_defaults(handler=cmd_spaces)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "profile",
         help="measure a space's operators into a lookup table",
         description=PROFILE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=[
+            "hwlab profile --device local --space spos --input-size 32",
+            "hwlab profile --device local --backend all --space generic --count 200 --seed 1",
+            "hwlab profile --device rk3399 --backend litert --space spos --threads 2 --core-mask big",
+        ],
     )
-    p.add_argument("--device", default="local", help="device name from the inventory (default: local)")
-    add_inventory_arg(p)
-    p.add_argument(
-        "--backend",
-        default="all",
-        help=f"runtime(s), comma-separated: {', '.join(RUNTIMES)};"
-        " 'all' (default) = every one the device and this host support",
-    )
-    p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`; default: spos)")
+    add_device_args(p)
+    add_backend_arg(p)
+    p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`)")
     g = p.add_argument_group("space parameters")
     g.add_argument("--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)")
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
@@ -92,60 +83,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
     g.add_argument("--count", type=int, help="generic: number of sampled ops; kernels: training models per family")
     g.add_argument("--seed", type=int, help="generic, kernels: sampling seed")
-    m = p.add_argument_group("measurement")
-    m.add_argument("--threads", type=int, help="intra-op threads (default: the inventory's)")
-    m.add_argument(
-        "--core-mask",
-        type=_core_mask,
-        help="CPU ids to pin to (e.g. 4,5), or big / little (from the device's clusters) / all;"
-        " default: the inventory's",
-    )
-    m.add_argument(
-        "--governor", help="cpufreq governor while measuring, e.g. performance (restored afterwards; needs root)"
-    )
-    m.add_argument(
-        "--power", help="power sensor: auto (discover), none, or a sensor name (default: the inventory's, else auto)"
-    )
-    m.add_argument(
-        "--lock-wait", type=float, default=0.0, help="seconds to wait for a device another profile holds (default 0)"
-    )
-    d = MeasureSettings().stop
-    m.add_argument(
-        "--min-time",
-        type=float,
-        default=d.min_time_s,
-        help=f"seconds of samples at least (default {d.min_time_s})",
-    )
-    m.add_argument(
-        "--max-time",
-        type=float,
-        default=d.max_time_s,
-        help=f"seconds per op at most (default {d.max_time_s})",
-    )
-    m.add_argument("--min-count", type=int, default=d.min_count, help=f"samples at least (default {d.min_count})")
-    m.add_argument(
-        "--ci",
-        type=float,
-        default=d.ci_rel,
-        help=f"stop when the 95%% CI of the median is within ±this (default {d.ci_rel})",
-    )
-    m.add_argument("--max-temp", type=float, help="cool down below this °C before each op (where readable)")
-    m.add_argument("--pause", type=float, default=0.0, help="seconds to pause before each op")
+    add_measuring_args(p, stop_rules=True)
     o = p.add_argument_group("output")
-    o.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
-    o.add_argument("--table", help="table name (default: the space name)")
+    add_folder_args(o, "tables")
+    o.add_argument("--table", metavar="NAME", help="table name (default: the space name)")
     o.add_argument("--retry-errors", action="store_true", help="measure again the ops that failed before")
-    o.add_argument("--json", action="store_true", help="print a JSON report on stdout (progress goes to stderr)")
+    add_json_arg(o, "print a JSON report on stdout (progress goes to stderr)")
     p.set_defaults(handler=cmd_profile)
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
+    from hwlab.space import space_parameters
+
+    spaces = [{"space": n, "description": d, "parameters": space_parameters(n)} for n, d in describe_spaces().items()]
+    if args.json:
+        print(json.dumps(spaces, indent=2))
+        return 0
     table = Table(title="operator spaces")
-    table.add_column("space")
-    table.add_column("what it holds")
-    for name, description in describe_spaces().items():
-        table.add_row(name, description)
-    table.add_row("kernels", "the distinct fused kernels of seeded training models, under the measured fusion rules")
+    for col in ("space", "what it holds", "parameters"):
+        table.add_column(col)
+    for s in spaces:
+        table.add_row(s["space"], s["description"], ", ".join(s["parameters"]))
     Console().print(table)
     return 0
 
@@ -164,82 +122,39 @@ def space_params(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _backends(args: argparse.Namespace, device, facts: dict[str, Any]) -> list[str]:  # type: ignore[no-untyped-def]
-    if args.backend == "all":
-        usable = available_backends(facts, device)
-        if not usable:
-            raise BackendUnavailable(
-                f"no runtime of {', '.join(device.runtimes)} is usable on {device.name!r}",
-                hint=f"see `hwlab doctor --device {device.name}`",
-            )
-        return usable
-    return [b.strip() for b in args.backend.split(",") if b.strip()]
-
-
 def cmd_profile(args: argparse.Namespace) -> int:
     console = stderr_console() if args.json else Console()
     device = get_device(args.device, args.inventory)
     params = space_params(args)
-    specs = [] if args.space == "kernels" else get_space(args.space, **params)
-    d = MeasureSettings()
-    settings = MeasureSettings(
-        warmup=d.warmup,
-        stop=StopRule(min_count=args.min_count, min_time_s=args.min_time, max_time_s=args.max_time, ci_rel=args.ci),
-        cooldown=Cooldown(max_temp_c=args.max_temp, pause_s=args.pause),
+    base = ProfileRequest.of(
+        device, "", measuring(args), space=args.space, space_params=params, table_name=args.table,
+        tables_root=args.tables_dir, settings=measure_settings(args), retry_errors=args.retry_errors,
+    )  # fmt: skip
+    console.print(
+        f"profiling space [bold]{escape(args.space)}[/] {escape(str(params or ''))} on [bold]{escape(device.name)}[/]"
+        f" with {', '.join(args.backend)}"
     )
-    transport = connect(device)
-    reports: list[tuple[str, ProfileReport]] = []
-    try:
-        facts = device_facts(Deployer(transport, device))
-        backends = _backends(args, device, facts)
-        console.print(
-            f"profiling [bold]{len(specs) or 'the'}[/] ops of space [bold]{args.space}[/] {params or ''} on "
-            f"[bold]{device.name}[/] with {', '.join(backends)}"
-        )
-        for backend in backends:
-            if args.space == "kernels":  # depends on the backend's measured fusion rules
-                from hwlab.predictors.dataset import kernel_space
-
-                specs = kernel_space(args.tables, device.name, backend, args.count or 8, args.seed or 0)
-            request = ProfileRequest(
-                device=device,
-                backend=backend,
-                specs=specs,
-                space=args.space,
-                space_params=params,
-                table_name=args.table,
-                tables_root=args.tables,
-                threads=args.threads,
-                core_mask=args.core_mask,
-                settings=settings,
-                retry_errors=args.retry_errors,
-                lock_wait_s=args.lock_wait,
-                governor=args.governor,
-                power=args.power,
-            )
-            with _progress_bar(console) as bar:
-                reports.append((backend, profile(request, PhaseBars(bar, backend), transport=transport, facts=facts)))
-    finally:
-        transport.close()
+    with _progress_bar(console) as bar:
+        reports = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend))
     if args.json:
-        print(json.dumps([_report_json(b, r) for b, r in reports], indent=2))
+        print(json.dumps([_report_json(r) for r in reports], indent=2))
     else:
         print_summary(console, reports)
-    return 1 if any(r.errors for _, r in reports) else 0
+    return 1 if any(r.errors for r in reports) else 0
 
 
 class PhaseBars:
-    """One progress bar per phase (export, measure) of a backend's profile."""
+    """One progress bar per phase (export, measure, train, ...) of a piece of work."""
 
-    def __init__(self, bar: Progress, backend: str) -> None:
+    def __init__(self, bar: Progress, label: str) -> None:
         self.bar = bar
-        self.backend = backend
+        self.label = label
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, phase: str, done: int, total: int, label: str) -> None:
         if phase not in self.tasks:
-            self.tasks[phase] = self.bar.add_task(f"{self.backend}: {phase}", total=total, op="")
-        self.bar.update(self.tasks[phase], completed=done, total=total, op=label)
+            self.tasks[phase] = self.bar.add_task(f"{self.label}: {phase}", total=total, op="")
+        self.bar.update(self.tasks[phase], completed=done, total=total, op=escape(label))
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -255,10 +170,11 @@ def _progress_bar(console: Console) -> Progress:
     )
 
 
-def _report_json(backend: str, report: ProfileReport) -> dict[str, Any]:
+def _report_json(report: ProfileReport) -> dict[str, Any]:
     return {
-        "backend": backend,
+        "backend": report.backend,
         "table": str(report.table.folder),
+        "measurer": report.measurer,
         "planned": report.planned,
         "skipped": report.skipped,
         "measured": len(report.measured),
@@ -268,25 +184,16 @@ def _report_json(backend: str, report: ProfileReport) -> dict[str, Any]:
     }
 
 
-def print_summary(console: Console, reports: list[tuple[str, ProfileReport]]) -> None:
+def print_summary(console: Console, reports: list[ProfileReport]) -> None:
     table = Table(title="profile summary")
-    for col in (
-        "backend",
-        "table",
-        "ops",
-        "measured now",
-        "already there",
-        "errors",
-        "unstable",
-        "sum of medians",
-    ):
+    for col in ("backend", "table", "ops", "measured now", "already there", "errors", "unstable", "sum of medians"):
         table.add_column(col)
-    for backend, r in reports:
+    for r in reports:
         ok = [row for row in r.table if row.get("status") == "ok"]
         total_ms = sum(row["median_ms"] for row in ok if row.get("median_ms") is not None)
         table.add_row(
-            backend,
-            str(r.table.folder),
+            r.backend,
+            escape(str(r.table.folder)),
             str(r.planned),
             str(len(r.measured)),
             str(r.skipped),
@@ -295,17 +202,18 @@ def print_summary(console: Console, reports: list[tuple[str, ProfileReport]]) ->
             f"{total_ms:.3f} ms",
         )
     console.print(table)
-    for backend, r in reports:
+    for r in reports:
+        backend = r.backend
         for row in r.errors:
-            console.print(f"[red]failed[/] {backend} {row['key']}: {row['error']}")
+            console.print(f"[red]failed[/] {backend} {escape(row['key'])}: {escape(str(row['error']))}")
         for row in r.unstable[:10]:
             spread = row["iqr_ms"] / row["median_ms"]  # unstable rows have both
             console.print(
-                f"[yellow]unstable[/] {backend} {row['key']}: IQR {spread:.0%} of the median (> 10%):"
+                f"[yellow]unstable[/] {backend} {escape(row['key'])}: IQR {spread:.0%} of the median (> 10%):"
                 " the device was busy or throttling; rerun it with --pause or --max-temp"
             )
         if len(r.unstable) > 10:
             console.print(f"[yellow]… and {len(r.unstable) - 10} more unstable ops[/] (`hwlab tables show`)")
     if reports:
-        first = reports[0][1].table.folder
-        console.print(f"read a table in one call: pandas.read_json('{first}/ops.jsonl', lines=True)")
+        first = reports[0].table.folder
+        console.print(f"read a table in one call: pandas.read_json('{escape(str(first))}/ops.jsonl', lines=True)")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from hwlab.cli.common import add_folder_args, add_json_arg, command
 from hwlab.cli.interop import register_interop
 from hwlab.errors import TableError
 from hwlab.tables import LookupTable, TableId, list_tables
@@ -25,25 +25,43 @@ def _conditions(meta: dict) -> str:  # type: ignore[type-arg]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("tables", help="list and show lookup tables", description="Read the lookup tables.")
-    tsub = p.add_subparsers(dest="tables_command", metavar="ACTION", required=True)
-    ls = tsub.add_parser("list", help="every table with its size and conditions")
-    ls.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
-    ls.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p = command(
+        sub,
+        "tables",
+        help="list, show, import and export lookup tables",
+        description="Read the lookup tables that `hwlab profile` writes, import published ones, export them.",
+        examples=["hwlab tables list", "hwlab tables show local/onnxruntime/spos --sort median_ms"],
+    )
+    tsub = p.add_subparsers(dest="tables_command", metavar="ACTION", required=True, help="what to do")
+    ls = command(
+        tsub,
+        "list",
+        help="every table with its size and conditions",
+        description="List every table under the tables folder: rows, failures, runtime, threads, core mask.",
+        examples=["hwlab tables list", "hwlab tables list --tables-dir lab/tables --json"],
+    )
+    add_folder_args(ls, "tables")
+    add_json_arg(ls)
     ls.set_defaults(handler=cmd_list)
-    show = tsub.add_parser("show", help="the rows of one table", description="Print the rows of one table.")
-    show.add_argument("table", help="DEVICE/BACKEND/NAME, e.g. local/onnxruntime/spos")
-    show.add_argument("--tables", type=Path, default=Path("tables"), help="tables folder (default: ./tables)")
-    show.add_argument("--sort", default="median_ms", help="column to sort by (default: median_ms)")
-    show.add_argument("--json", action="store_true", help="print the rows as JSON")
+    show = command(
+        tsub,
+        "show",
+        help="the rows of one table",
+        description="Print the rows of one table, sorted by a column, with the conditions it was measured under.",
+        examples=["hwlab tables show local/onnxruntime/spos", "hwlab tables show local/onnxruntime/generic --json"],
+    )
+    show.add_argument("table", metavar="TABLE", help="DEVICE/BACKEND/NAME, e.g. local/onnxruntime/spos")
+    add_folder_args(show, "tables")
+    show.add_argument("--sort", default="median_ms", help="column to sort by")
+    add_json_arg(show, "print the metadata and rows as JSON")
     show.set_defaults(handler=cmd_show)
     register_interop(tsub)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     entries = []
-    for tid in list_tables(args.tables):
-        table = LookupTable.at(args.tables, tid)
+    for tid in list_tables(args.tables_dir):
+        table = LookupTable.at(args.tables_dir, tid)
         meta = table.meta()
         fixed = meta.get("fixed", {})
         entries.append(
@@ -63,9 +81,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
         return 0
     if not entries:
-        Console().print(f"no tables under {args.tables}: run `hwlab profile` first")
+        Console().print(f"no tables under {args.tables_dir}: run `hwlab profile` first")
         return 0
-    view = Table(title=f"tables in {args.tables}")
+    view = Table(title=f"tables in {args.tables_dir}")
     for col in ("table", "rows", "ok", "errors", "runtime", "threads", "core mask", "updated"):
         view.add_column(col, no_wrap=True)
     for e in entries:
@@ -85,7 +103,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    table = LookupTable.at(args.tables, TableId.parse(args.table))
+    table = LookupTable.at(args.tables_dir, TableId.parse(args.table))
     meta = table.meta()
     rows = list(table)
     if rows and args.sort not in rows[0]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from hwlab.export.api import ExportedModel, export_module, export_spec, format_for_runtime, get_format
+from hwlab.export.api import (
+    ExportedModel,
+    export_model_files,
+    export_module,
+    export_spec,
+    format_for_runtime,
+    get_format,
+)
 from hwlab.export.cache import file_sha256, models_dir, module_fingerprint
 from hwlab.export.writers import FORMAT_FOR_RUNTIME, FORMATS, Format
 
@@ -11,6 +18,7 @@ __all__ = [
     "FORMAT_FOR_RUNTIME",
     "ExportedModel",
     "Format",
+    "export_model_files",
     "export_module",
     "export_spec",
     "file_sha256",

@@ -7,6 +7,8 @@ re-planning a profiling run over thousands of ops costs only file checks.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,3 +120,18 @@ def export_module(
     name = name or type(module).__name__
     source = f"module:{module_fingerprint(module)}"
     return _export(module, inputs, fmt, source, name, cache_dir)
+
+
+def export_model_files(
+    module: nn.Module, example_inputs: torch.Tensor, folder: Path, name: str, stem: str = "model"
+) -> dict[str, Path]:
+    """``folder/model.onnx`` always, and ``model.tflite`` when the converter is installed (the ``tflite`` extra):
+    a trained network as files to ship, copied out of the export cache."""
+    files: dict[str, Path] = {}
+    for fmt in ("onnx", "tflite"):
+        if fmt == "tflite" and importlib.util.find_spec("litert_torch") is None:
+            continue
+        target = Path(folder) / f"{stem}{get_format(fmt).suffix}"
+        shutil.copyfile(export_module(module, example_inputs, fmt, name=name).path, target)
+        files[fmt] = target
+    return files

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from hwlab.predictors.extract import KernelModel, kernel_models, save_kernel_mod
 from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.profile import ModelItem
 from hwlab.space import SposConfig
+from hwlab.space.registry import SpaceContext
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
 # Channel scales of the SPOS training (and held-out) architectures: narrow and full middle channels.
@@ -80,21 +80,22 @@ def rows_by_type(rows: Sequence[dict[str, Any]]) -> dict[str, KernelRows]:
     }
 
 
-def kernel_space(tables_root: Path, device: str, backend: str, count: int = 8, seed: int = 0) -> list[ModelItem]:
+def kernel_space(context: SpaceContext, count: int = 8, seed: int = 0) -> list[ModelItem]:
     """``hwlab profile --space kernels``: the distinct kernels of seeded training models, split under the
-    fusion rules measured for this device and backend (table ``fusion``)."""
+    fusion rules measured for the context's device and backend (table ``fusion``)."""
     from hwlab.predictors.fusion import rules_from_table
     from hwlab.tables import LookupTable, TableId
 
+    device, backend = context.device, context.backend
     if backend != "onnxruntime":
         raise SpaceError(
             f"the kernels space is cut from ONNX graphs and runs on onnxruntime, not {backend}",
             hint="use --backend onnxruntime",
         )
-    fusion = LookupTable.at(tables_root, TableId(device, backend, "fusion"))
+    fusion = LookupTable.at(context.tables_root, TableId(device, backend, "fusion"))
     if not fusion.exists:
         raise SpaceError(
-            f"no fusion rules measured for {device}/{backend} in {tables_root}",
+            f"no fusion rules measured for {device}/{backend} in {context.tables_root}",
             hint=f"measure them first: hwlab predictors rules --device {device} --backend {backend}",
         )
     rules = rules_from_table(fusion.rows())

@@ -19,12 +19,13 @@ import numpy as np
 from hwlab.errors import TableError
 from hwlab.predictors.dataset import distinct_kernels, onnx_path
 from hwlab.predictors.kernels import FusionRules
-from hwlab.predictors.predictor import Predictor
+from hwlab.predictors.predictor import Predictor, predictor_dir
 from hwlab.predictors.regress import rmspe, within
 from hwlab.predictors.train import FitPlan, calibration_models, model_item
 from hwlab.profile import ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.tables import LookupTable
+from hwlab.tables.store import write_json_atomic
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
 NO_FUSION = FusionRules(frozenset())
@@ -154,3 +155,27 @@ def evaluate(
         np.array([measured[m.name] for m in kept]),
         {"flops-linear": np.array(flops), "lut-sum": np.array(lut), "hwlab": np.array(ours)},
     )
+
+
+def evaluate_and_report(
+    base: ProfileRequest,
+    root: Path = Path("predictors"),
+    *,
+    spos_count: int = 20,
+    family_count: int = 7,
+    seed: int = 1000,
+    plot: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[Evaluation, dict[str, object]]:
+    """Evaluate the fitted predictor of ``base``'s device and backend with the plan it was fitted with, and
+    write the report beside it: ``eval.json`` and a scatter plot (default ``eval.png``)."""
+    predictor = Predictor.load(base.device.name, base.backend, root)
+    plan_fields = predictor.loaded.meta.get("plan", {})
+    plan = FitPlan(**{k: v for k, v in plan_fields.items() if k in FitPlan.__dataclass_fields__})
+    result = evaluate(base, predictor, plan, spos_count=spos_count, family_count=family_count, seed=seed,
+                      progress=progress)  # fmt: skip
+    folder = predictor_dir(root, base.device.name, base.backend)
+    report: dict[str, object] = {**result.to_json(), "plot": str(result.plot(plot or folder / "eval.png")),
+                                 "held_out_seed": seed}  # fmt: skip
+    write_json_atomic(folder / "eval.json", report)
+    return result, report

@@ -131,11 +131,14 @@ class _Search:
             self.scored[key] = candidate
         return self.scored[key]
 
+    def unmet(self) -> BudgetUnmet:
+        return BudgetUnmet(f"no architecture met the constraints: the fastest of {self.latency_calls:,} drawn is"
+                           f" predicted at {self.fastest_ms:.3f} ms",
+                           hint="raise --latency-ms (or the FLOPs/params limits)")  # fmt: skip
+
     def result(self, method: str, history: list[float]) -> SearchResult:
         if not self.scored:
-            raise BudgetUnmet(f"no architecture met the constraints: the fastest of {self.latency_calls:,} drawn is"
-                             f" predicted at {self.fastest_ms:.3f} ms",
-                             hint="raise --latency-ms (or the FLOPs/params limits)")  # fmt: skip
+            raise self.unmet()
         evaluated = list(self.scored.values())
         best = max(evaluated, key=lambda c: (c.accuracy, -c.latency_ms))
         return SearchResult(method, best, evaluated, self.rejected, self.latency_calls, self.latency_seconds,
@@ -193,6 +196,8 @@ def evolution_search(
     search = _Search(space, latency, constraints, score)
     s = settings
     population = _draw(search, lambda: space.sample(rng), s.population, s.max_draws)
+    if not population:  # nothing to evolve from: say how far off the budget is
+        raise search.unmet()
     history: list[float] = []
     for iteration in range(s.iterations):
         population = [search.evaluate(c) for c in population]
@@ -210,6 +215,19 @@ def evolution_search(
                                 if arch_key(c.arch) not in taken]  # fmt: skip
         population += _draw(search, lambda: space.sample(rng), s.population - len(population), s.max_draws)
     return search.result("evolution", history)
+
+
+def check_reachable(
+    space: SearchSpace, latency: LatencySource, constraints: Constraints, seed: int = 0, max_draws: int = 100_000
+) -> Candidate:
+    """The first random candidate that meets the constraints, drawn as a search's first population is;
+    :class:`BudgetUnmet` naming the fastest one drawn when none does. Cheap: run it before training."""
+    search = _Search(space, latency, constraints, lambda arch: 0.0)
+    rng = random.Random(seed)
+    found = _draw(search, lambda: space.sample(rng), 1, max_draws)
+    if not found:
+        raise search.unmet()
+    return found[0]
 
 
 def random_search(

@@ -1,29 +1,46 @@
 """A whole search as one call: supernet (trained or reused), scorer, constrained search, files written.
 
-What ``hwlab search`` and ``bench/search_quality.py`` run. The supernet checkpoint is keyed by the space, the
-data and the training settings, so a second search on the same space reuses it and a changed setting trains
-a new one.
+``search(SearchRequest(...))`` is what ``hwlab search`` runs; ``bench/search_quality.py`` uses the parts. The
+latency source and the budget are checked before the supernet trains (an incomplete table names the profile
+command that completes it; a budget no random candidate meets names the fastest one). The supernet
+checkpoint is keyed by the space, the data and the training settings, so a second search on the same space
+reuses it and a changed setting trains a new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from hwlab.errors import DataError
+from hwlab.inventory import DeviceSpec
+from hwlab.measure.settings import MeasureSettings
+from hwlab.profile import Measuring
 from hwlab.progress import Progress
 from hwlab.search.bn import recalibrate_bn
-from hwlab.search.data import ImageData, batches
-from hwlab.search.evolution import Constraints, EvolutionSettings, Score, SearchResult, evolution_search, random_search
-from hwlab.search.latency import LatencySource
+from hwlab.search.data import ImageData, batches, load_data
+from hwlab.search.evolution import (
+    Constraints,
+    EvolutionSettings,
+    Score,
+    SearchResult,
+    check_reachable,
+    evolution_search,
+    random_search,
+)
+from hwlab.search.latency import LatencySource, PredictorLatency, TableLatency
 from hwlab.search.record import ArchRecord
-from hwlab.search.sampling import PathSampler
+from hwlab.search.sampling import LatencyBinSampler, PathSampler
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.search.supernet import Supernet
 from hwlab.search.train import TrainResult, TrainSettings, accuracy, train_supernet
+from hwlab.tables import LookupTable, TableId
 from hwlab.tables.store import write_json_atomic
 
 
@@ -138,3 +155,110 @@ def plot_pareto(result: SearchResult, budget_ms: float | None, path: Path) -> Pa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """Everything ``hwlab search`` asks for: the device and budget, the space, training, search, validation."""
+
+    device: DeviceSpec
+    plan: SearchPlan
+    backend: str = "onnxruntime"
+    latency_source: str = "predictor"  # or "table": the sum of a lookup table of this very space
+    table: str = "spos"
+    sampling: str = "uniform"  # or "latency-bins"
+    bins: int = 5
+    method: str = "evolution"  # or "random"
+    search_seed: int = 0
+    runs_dir: Path = Path("runs")
+    tables_dir: Path = Path("tables")
+    predictors_dir: Path = Path("predictors")
+    out: Path | None = None
+    validate: bool = True
+    measuring: Measuring = Measuring()
+    settings: MeasureSettings = MeasureSettings()
+
+    @property
+    def out_dir(self) -> Path:
+        budget = self.plan.constraints.latency_ms
+        return self.out or self.runs_dir / "search" / f"{self.device.name}-{self.backend}-{budget:g}ms-{self.method}"
+
+
+@dataclass
+class SearchOutcome:
+    checkpoint: Path
+    trained: TrainResult
+    result: SearchResult
+    files: dict[str, Path]
+    validation: Any = None  # hwlab.validate.Validation
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.trained
+        return {
+            "supernet": {"checkpoint": str(self.checkpoint), "epochs": t.epochs, "resumed_from": t.resumed_from,
+                         "train_accuracy": t.last_accuracy},
+            "search": {k: v for k, v in self.result.to_json().items() if k != "candidates"},
+            "files": {k: str(v) for k, v in self.files.items()},
+            "validation": self.validation.to_json() if self.validation else None,
+            "notes": self.notes,
+        }  # fmt: skip
+
+
+def latency_source(request: SearchRequest) -> LatencySource:
+    """The request's latency source, checked: a fitted predictor, or a complete table of the space."""
+    space = request.plan.space
+    if request.latency_source == "table":
+        table = LookupTable.at(request.tables_dir, TableId(request.device.name, request.backend, request.table))
+        return TableLatency(space, table)
+    return PredictorLatency(space, request.device.name, request.backend, request.predictors_dir)
+
+
+def search(
+    request: SearchRequest,
+    *,
+    data: ImageData | None = None,
+    say: Callable[[str], None] = print,
+    progress_for: Callable[[str], Progress] | None = None,
+) -> SearchOutcome | None:
+    """Train (or reuse) the supernet, search under the constraints, write the files, validate the winner.
+
+    ``data`` is the plan's data when the caller has read it already. Returns None in the
+    helper processes of a ``torchrun`` launch, which only train.
+    """
+    from hwlab.search.train import is_main_process
+
+    def bars(phase: str) -> Progress | None:
+        return progress_for(phase) if progress_for else None
+
+    plan = request.plan
+    data = data or load_data(plan.data, plan.space.config.input_size, seed=plan.train.seed)
+    say(data.describe())
+    if data.num_classes != plan.space.config.num_classes:
+        raise DataError(f"{plan.data} has {data.num_classes} classes, the space's classifier"
+                        f" {plan.space.config.num_classes}", hint="give the space the data's class count")  # fmt: skip
+    latency = latency_source(request)
+    notes = [latency.note] if getattr(latency, "note", None) else []
+    for note in notes:
+        say(f"note: {note}")
+    draws = plan.evolution.max_draws
+    check_reachable(plan.space, latency, plan.constraints, request.search_seed, draws)  # before any training
+    sampler = LatencyBinSampler(plan.space, latency, request.bins, seed=plan.train.seed) \
+        if request.sampling == "latency-bins" else None  # fmt: skip
+    checkpoint = supernet_checkpoint(request.runs_dir, plan)
+    supernet, trained = trained_supernet(plan, data, sampler or plan.space.sample, checkpoint, bars("supernet"))
+    if not is_main_process():  # under torchrun the other processes only help train the supernet
+        return None
+    score = supernet_scorer(supernet, data, plan.scoring)
+    result = run_search(plan, latency, score, request.method, request.search_seed, progress=bars(request.method))
+    files = write_outputs(request.out_dir, plan, result, latency.name)
+    outcome = SearchOutcome(checkpoint, trained, result, files, notes=notes)
+    if request.validate:
+        from hwlab.validate import validate
+
+        outcome.validation = validate(
+            files["arch"], request.device, request.backend, budget_ms=plan.constraints.latency_ms,
+            predictors_root=request.predictors_dir, tables_root=request.tables_dir, settings=request.settings,
+            measuring=request.measuring, progress=bars("validate"),
+        )  # fmt: skip
+    return outcome

@@ -10,6 +10,7 @@ Both take a batch of architectures and return milliseconds, one per architecture
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +19,7 @@ import numpy as np
 
 from hwlab.errors import TableError
 from hwlab.search.space import Arch, SearchSpace, encode
-from hwlab.space import spos_arch_ops
+from hwlab.space import spos_arch_ops, spos_config_ops
 from hwlab.tables import LookupTable
 
 
@@ -56,29 +57,37 @@ class PredictorLatency:
         return self.table.batch_ms(np.array([c for c, _ in coded]), np.array([s for _, s in coded]))
 
 
+def profile_command(space: SearchSpace, table: LookupTable) -> str:
+    """The exact ``hwlab profile`` command that fills ``table`` with every op of ``space``."""
+    c, folder = space.config, table.folder
+    return (
+        f"hwlab profile --device {shlex.quote(folder.parent.parent.name)} --backend {folder.parent.name}"
+        f" --space spos --input-size {c.input_size} --width {c.width:g} --num-classes {c.num_classes}"
+        f" --stem-stride {c.stem_stride} --channel-scales {','.join(f'{s:g}' for s in c.channel_scales)}"
+        f" --table {shlex.quote(folder.name)} --tables-dir {shlex.quote(str(folder.parent.parent.parent))}"
+    )
+
+
 class TableLatency:
-    """Sum of measured op latencies from a lookup table of the space's ops."""
+    """Sum of measured op latencies from a lookup table of the space's ops.
+
+    The table must hold every op of the space (checked at once, before a supernet is
+    trained): the error names the exact profile command that fills it.
+    """
 
     def __init__(self, space: SearchSpace, table: LookupTable, stat: str = "median_ms") -> None:
         self.space, self.stat = space, stat
         self.name = f"table {table.folder}"
         self.ms = {r["key"]: float(r[stat]) for r in table if r.get("status") == "ok" and r.get(stat) is not None}
-        if not self.ms:
-            raise TableError(f"{table.folder} holds no measured rows", hint="profile the space first: hwlab profile")
+        wanted = [op.key for op in spos_config_ops(space.config)]
+        missing = [k for k in wanted if k not in self.ms]
+        if missing:
+            held = "holds no measured rows" if not self.ms else f"lacks {len(missing)} of the space's {len(wanted)} ops"
+            raise TableError(
+                f"{table.folder} {held} (e.g. {missing[0]})",
+                hint=f"profile this space first: {profile_command(space, table)}",
+            )
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
-        out = np.empty(len(archs))
         config = self.space.config
-        for i, arch in enumerate(archs):
-            keys = [op.key for op in spos_arch_ops(config, arch.choices, arch.scales)]
-            missing = [k for k in keys if k not in self.ms]
-            if missing:
-                raise TableError(
-                    f"the table lacks {len(missing)} op(s) of architecture {arch}, e.g. {missing[0]}",
-                    hint=f"profile this space: hwlab profile --space spos --input-size {config.input_size}"
-                    f" --width {config.width:g} --num-classes {config.num_classes}"
-                    f" --stem-stride {config.stem_stride}"
-                    f" --channel-scales {','.join(f'{s:g}' for s in config.channel_scales)}",
-                )
-            out[i] = sum(self.ms[k] for k in keys)
-        return out
+        return np.array([sum(self.ms[op.key] for op in spos_arch_ops(config, a.choices, a.scales)) for a in archs])

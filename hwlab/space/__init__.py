@@ -14,7 +14,7 @@ from hwlab.space.examples import example_specs
 from hwlab.space.generic import generic_space
 from hwlab.space.kinds import ACTIVATIONS, OP_KINDS, OpKind
 from hwlab.space.opspec import OpSpec, key_template
-from hwlab.space.registry import SPACES, describe_spaces, get_space
+from hwlab.space.registry import SPACES, SpaceContext, describe_spaces, get_space, space_parameters
 from hwlab.space.spos import (
     SPOS_CHANNEL_SCALES,
     SPOS_CHOICES,
@@ -41,6 +41,7 @@ __all__ = [
     "OpKind",
     "OpSpec",
     "SposConfig",
+    "SpaceContext",
     "SposLayer",
     "build_module",
     "describe_spaces",
@@ -53,6 +54,7 @@ __all__ = [
     "spos_block_op",
     "spos_config_ops",
     "spos_mid_channels",
+    "space_parameters",
     "spos_space",
 ]
 

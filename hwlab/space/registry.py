@@ -1,34 +1,56 @@
-"""Named op spaces: `get_space("spos", input_size=32)` for the CLI and table builders."""
+"""Named op spaces: ``get_space("spos", input_size=32)`` for the CLI, the library and table builders.
+
+Every space is registered here the same way: a factory (imported on first use, so
+``hwlab spaces`` stays quick) and the line ``hwlab spaces`` prints. A space built
+from earlier measurements (``kernels``, cut under a device's measured fusion
+rules) declares a ``context`` parameter and receives a :class:`SpaceContext`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hwlab.errors import SpaceError
-from hwlab.space.generic import generic_space
-from hwlab.space.opspec import OpSpec
-from hwlab.space.spos import spos_space
+
+
+@dataclass(frozen=True)
+class SpaceContext:
+    """Where a space built from measurements finds them: the tables folder, the device and backend."""
+
+    tables_root: Path
+    device: str
+    backend: str
 
 
 @dataclass(frozen=True)
 class SpaceEntry:
-    """A space factory and the one line `hwlab spaces` prints for it."""
+    """A space factory (``module:function``) and the one line `hwlab spaces` prints for it."""
 
-    factory: Callable[..., list[OpSpec]]
+    factory: str
     description: str
+
+    def load(self) -> Callable[..., list[Any]]:
+        module, _, name = self.factory.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 SPACES: dict[str, SpaceEntry] = {
     "spos": SpaceEntry(
-        spos_space,
+        "hwlab.space.spos:spos_space",
         "SPOS ShuffleNetV2 (20 choice layers x shuffle 3/5/7, xception; channel scales): unique ops",
     ),
     "generic": SpaceEntry(
-        generic_space,
+        "hwlab.space.generic:generic_space",
         "seeded sample of conv/dwconv/pwconv/fc/pool/add/concat/act ops at mobile-CNN shapes",
+    ),
+    "kernels": SpaceEntry(
+        "hwlab.predictors.dataset:kernel_space",
+        "the distinct fused kernels of seeded training models, under the device's measured fusion rules",
     ),
 }
 
@@ -38,16 +60,33 @@ def describe_spaces() -> dict[str, str]:
     return {name: entry.description for name, entry in SPACES.items()}
 
 
-def get_space(name: str, **params: Any) -> list[OpSpec]:
-    """The op specs of space `name`, built with `params` (the factory's keyword arguments)."""
+def space_parameters(name: str) -> list[str]:
+    """The parameters a space takes (what ``get_space`` accepts besides ``context``)."""
+    return [p for p in inspect.signature(_entry(name).load()).parameters if p != "context"]
+
+
+def _entry(name: str) -> SpaceEntry:
     entry = SPACES.get(name)
     if entry is None:
         raise SpaceError(f"unknown space {name!r}", hint=f"use one of: {', '.join(SPACES)}")
-    accepted = inspect.signature(entry.factory).parameters
-    unknown = sorted(set(params) - set(accepted))
+    return entry
+
+
+def get_space(name: str, context: SpaceContext | None = None, **params: Any) -> list[Any]:
+    """The items of space ``name`` (op specs, or model items for ``kernels``), built with ``params``."""
+    factory = _entry(name).load()
+    accepted = inspect.signature(factory).parameters
+    unknown = sorted(set(params) - set(accepted) - {"context"})
     if unknown:
         raise SpaceError(
             f"space {name!r} has no parameter(s) {', '.join(unknown)}",
-            hint=f"its parameters are: {', '.join(accepted)}",
+            hint=f"its parameters are: {', '.join(space_parameters(name))}",
         )
-    return entry.factory(**params)
+    if "context" in accepted:
+        if context is None:
+            raise SpaceError(
+                f"space {name!r} is built from measurements of one device and backend",
+                hint="give a SpaceContext(tables_root, device, backend)",
+            )
+        params["context"] = context
+    return factory(**params)

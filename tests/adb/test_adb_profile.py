@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import threading
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from adbd_standin import StandIn
+from gated_runner import gated_python
 
 from hwlab.errors import DeviceOffline, HwlabError
 from hwlab.inventory import DeviceSpec
@@ -81,26 +81,11 @@ def test_profile_over_adb_then_rerun_measures_and_pushes_nothing(standin: StandI
     assert (report.skipped, report.measured, again.pushes) == (3, [], [])
 
 
-def gated_python(standin: StandIn, gate: Path) -> str:
-    """A device "python" that lets the runner's first result line through, then holds the rest
-    until ``gate`` exists: the phone can be killed after exactly one row, with no race."""
-    script = standin.root / "gated-python"
-    real, gate_q = shlex.quote(sys.executable), shlex.quote(str(gate))
-    script.write_text(
-        "#!/bin/sh\n"
-        f'[ "$3" = run ] || exec {real} "$@"\n'
-        f'{real} "$@" | {{ IFS= read -r line; printf "%s\\n" "$line";'
-        f" while [ ! -e {gate_q} ]; do sleep 0.05; done; cat; }}\n"
-    )
-    script.chmod(0o755)
-    return str(script)
-
-
 def test_phone_going_away_mid_profile_keeps_rows_and_the_rerun_measures_the_rest(
     standin: StandIn, tmp_path: Path
 ) -> None:
     gate = standin.root / "gate"
-    req = request(phone_spec(standin, gated_python(standin, gate)), tmp_path / "tables")
+    req = request(phone_spec(standin, gated_python(standin.root / "gated-python", gate, 1)), tmp_path / "tables")
     rows = LookupTable.at(tmp_path / "tables", req.table_id).folder / "ops.jsonl"
 
     def unplug_after_first_row() -> None:

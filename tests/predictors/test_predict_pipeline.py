@@ -57,8 +57,9 @@ def test_predict_cli_breakdown_adds_up(fitted, tmp_path: Path, capsys: pytest.Ca
     _, root, predictor = fitted
     model = sample_family("resnet", 1, seed=77)[0]
     path = export_module(model.build(), torch.randn(model.input_shape), "onnx", name=model.name).path
-    assert main(["predict", str(path), "--predictors", str(root), "--json", "--allow-unknown"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(path), "--predictors-dir", str(root), "--json", "--allow-unknown"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "onnxruntime"
     assert report["latency_ms"] == pytest.approx(
         sum(k["latency_ms"] for k in report["kernels"]) + report["overhead_ms"]
     )

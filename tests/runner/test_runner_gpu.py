@@ -146,12 +146,16 @@ def test_cuda_requested_where_there_is_none():
 def test_onnxruntime_provider_check_with_a_stand_in():
     class Ort:
         __version__ = "1.20.0"
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
-        @staticmethod
-        def get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        @classmethod
+        def get_available_providers(cls):
+            return cls.providers
 
-    gpu.ort_cuda(Ort)  # no error
+    assert gpu.ort_cuda(Ort) is None  # CUDA there: accepted
+    Ort.providers = ["CPUExecutionProvider"]
+    with pytest.raises(DeviceUnavailable, match=r"onnxruntime 1.20.0 here has no CUDAExecutionProvider"):
+        gpu.ort_cuda(Ort)
 
 
 def test_nvidia_smi_rows():

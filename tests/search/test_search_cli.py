@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,13 +32,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_search_train_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     tables, runs = str(tmp_path / "tables"), tmp_path / "runs"
     rc, out, err = cli(capsys, "profile", "--backend", "onnxruntime", "--space", "spos", *SPACE, "--num-classes", "10",
-                       *FAST, "--tables", tables, "--json")  # fmt: skip
+                       *FAST, "--tables-dir", tables, "--json")  # fmt: skip
     assert rc == 0, err
     table = LookupTable.at(Path(tables), TableId("local", "onnxruntime", "spos"))
     totals = sorted(r["median_ms"] for r in table)
     budget = sum(totals) / len(totals) * 24  # about the cost of a 24-op architecture: some fit, some do not
     rc, out, err = cli(capsys, "search", "--latency-ms", f"{budget:.4f}", "--latency-source", "table", *SPACE, *TINY,
-                       "--tables", tables, "--runs", str(runs), "--json")  # fmt: skip
+                       "--tables-dir", tables, "--runs-dir", str(runs), "--json")  # fmt: skip
     assert rc == 0, err
     summary = json.loads(out)
     best = summary["search"]["best"]
@@ -51,9 +52,16 @@ def test_search_train_validate(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert Path(summary["files"]["plot"]).stat().st_size > 0
     assert LookupTable.at(Path(tables), TableId("local", "onnxruntime", "validate")).rows()
 
+    # A budget no candidate meets ends with the fastest one named, before any training.
+    rc, _, err = cli(capsys, "search", "--latency-ms", f"{totals[0]:.6f}", "--latency-source", "table", *SPACE, *TINY,
+                     "--tables-dir", tables, "--runs-dir", str(tmp_path / "runs-unmet"))  # fmt: skip
+    assert rc == 1 and re.search(r"the fastest of [\d,]+ drawn is predicted at [\d.]+ ms", err), err
+    assert not (tmp_path / "runs-unmet").exists()
+
     # A second search on the same space reuses the trained supernet.
     rc, out, err = cli(capsys, "search", "--latency-ms", f"{budget:.4f}", "--latency-source", "table", *SPACE, *TINY,
-                       "--tables", tables, "--runs", str(runs), "--random", "--no-validate", "--json")  # fmt: skip
+                       "--tables-dir", tables, "--runs-dir", str(runs), "--random", "--no-validate",
+                       "--json")  # fmt: skip
     assert rc == 0, err
     again = json.loads(out)
     assert again["supernet"]["resumed_from"] == 1 and again["search"]["method"] == "random"
@@ -62,15 +70,22 @@ def test_search_train_validate(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert rc == 0, err
     trained = json.loads(out)
     assert 0 <= trained["val_accuracy"] <= 1 and Path(trained["exports"]["onnx"]).stat().st_size > 0
-    rc, out, err = cli(capsys, "validate", str(arch), "--tables", tables, "--budget-ms", "1000", "--json")
+    rc, out, err = cli(capsys, "validate", str(arch), "--tables-dir", tables, "--budget-ms", "1000", "--json")
     assert rc == 0, err
-    assert json.loads(out)["within_budget"] is True
+    (validation,) = json.loads(out)
+    assert validation["within_budget"] is True
     record = json.loads(arch.read_text())
     assert len(record["validations"]) == 2 and record["trained"]["epochs"] == 1 and Path(record["weights"]).exists()
 
 
 def test_search_without_a_predictor_says_how_to_fit_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    rc, _, err = cli(capsys, "search", "--latency-ms", "1", *SPACE, "--predictors", str(tmp_path / "none"))
+    rc, _, err = cli(capsys, "search", "--latency-ms", "1", *SPACE, "--predictors-dir", str(tmp_path / "none"))
     assert rc == 1 and "hwlab predictors fit" in err
+    rc, _, err = cli(capsys, "search", "--latency-ms", "1", *SPACE, "--latency-source", "table",
+                     "--tables-dir", str(tmp_path / "none"), "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
+    assert rc == 1 and "holds no measured rows" in err and not (tmp_path / "runs").exists()
+    assert "hwlab profile --device local --backend onnxruntime --space spos --input-size 16 --width 0.25" in err
+    rc, _, err = cli(capsys, "search", "--latency-ms", "1", *SPACE, "--backend", "onnxruntime,torch")
+    assert rc == 1 and "search works under one backend" in err
     rc, _, err = cli(capsys, "validate", str(tmp_path / "missing.json"))
     assert rc == 1 and "no architecture file" in err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import re
+import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,17 +18,19 @@ import numpy as np
 import pytest
 import torch
 
-from hwlab.errors import HwlabError
+from hwlab.cli import main
+from hwlab.errors import BudgetUnmet, HwlabError, TableError
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure.settings import stopping
 from hwlab.profile import ProfileRequest, profile
 from hwlab.search.data import load_data
-from hwlab.search.evolution import Constraints, EvolutionSettings, evolution_search, random_search
+from hwlab.search.evolution import Constraints, EvolutionSettings, check_reachable, evolution_search, random_search
 from hwlab.search.job import ScoreSettings, SearchPlan, supernet_scorer, write_outputs
 from hwlab.search.latency import TableLatency
 from hwlab.search.space import SearchSpace, arch_key
 from hwlab.search.supernet import Supernet
 from hwlab.space import spos_config_ops
+from hwlab.tables import LookupTable, TableId
 
 SPACE = SearchSpace.of(input_size=16)
 SMALL = EvolutionSettings(population=12, iterations=4, parents=4, mutations=5, crossovers=5)
@@ -102,3 +106,38 @@ def test_an_impossible_budget_names_the_fastest_candidate_drawn(table_latency: T
         random_search(SPACE, table_latency, scorer, 5, Constraints(latency_ms=budget), seed=3, max_draws=64)
     fastest = float(re.search(r"at ([\d.]+) ms", str(err.value)).group(1))
     assert budget < fastest <= first + 1e-3
+
+
+def test_an_impossible_budget_stops_evolution_and_its_check_with_the_fastest_named(
+    table_latency: TableLatency, scorer
+) -> None:  # type: ignore[no-untyped-def]
+    sample = [SPACE.sample(random.Random(i)) for i in range(100)]
+    budget = float(min(table_latency(sample))) / 10  # nothing in the space is that fast
+    settings = EvolutionSettings(population=8, iterations=2, parents=2, mutations=2, crossovers=2, max_draws=64)
+    for attempt in (
+        lambda: evolution_search(SPACE, table_latency, scorer, Constraints(latency_ms=budget), settings, seed=4),
+        lambda: check_reachable(SPACE, table_latency, Constraints(latency_ms=budget), seed=4, max_draws=64),
+    ):
+        with pytest.raises(BudgetUnmet, match=r"the fastest of [\d,]+ drawn is predicted at [\d.]+ ms"):
+            attempt()
+    reachable = check_reachable(SPACE, table_latency, Constraints(latency_ms=float(max(table_latency(sample)))))
+    assert reachable.latency_ms <= float(max(table_latency(sample)))
+
+
+def test_an_incomplete_table_names_the_exact_profile_command_that_completes_it(
+    table_latency: TableLatency, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+    source = LookupTable(Path(table_latency.name.removeprefix("table ")))
+    copy = LookupTable.at(tmp_path / "t", TableId("local", "onnxruntime", "spos-16"))
+    shutil.copytree(source.folder, copy.folder)
+    dropped = next(iter(copy.keys()))
+    copy.drop({dropped})
+    with pytest.raises(TableError, match="lacks 1 of the space's") as err:
+        TableLatency(SPACE, LookupTable(copy.folder))
+    command = err.value.hint.removeprefix("profile this space first: ")
+    argv = shlex.split(command)
+    assert argv[:2] == ["hwlab", "profile"]
+    assert main([*argv[1:], "--min-time", "0.01", "--max-time", "0.1", "--min-count", "5"]) == 0
+    assert LookupTable(copy.folder).keys() == source.keys()
+    TableLatency(SPACE, LookupTable(copy.folder))  # complete now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwlab.errors import SpaceError
-from hwlab.space import describe_spaces, generic_space, get_space
+from hwlab.space import SpaceContext, describe_spaces, generic_space, get_space, space_parameters
 from hwlab.space.generic import CHANNELS_AT
 
 
@@ -51,7 +51,7 @@ def test_bad_count() -> None:
 
 
 def test_registry() -> None:
-    assert set(describe_spaces()) == {"spos", "generic"}
+    assert set(describe_spaces()) == {"spos", "generic", "kernels"}
     assert all(describe_spaces().values())
     assert len(get_space("spos", input_size=32)) == 36
     assert get_space("generic", count=5, seed=1) == generic_space(5, seed=1)
@@ -64,3 +64,11 @@ def test_registry_errors_name_the_choices() -> None:
     with pytest.raises(SpaceError) as info:
         get_space("spos", resolution=32)
     assert "resolution" in str(info.value) and "input_size" in str(info.value)
+
+
+def test_a_space_built_from_measurements_needs_its_context(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SpaceError, match="built from measurements of one device and backend"):
+        get_space("kernels", count=2)
+    with pytest.raises(SpaceError, match="hwlab predictors rules --device d --backend onnxruntime"):
+        get_space("kernels", SpaceContext(tmp_path, "d", "onnxruntime"), count=2)
+    assert space_parameters("kernels") == ["count", "seed"]

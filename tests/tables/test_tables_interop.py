@@ -271,7 +271,7 @@ def test_cli_import_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert identify(ofa_file(224)) is not None and identify(PROXYLESS) is not None
     tables = str(tmp_path / "tables")
     argv = ["tables", "import", *map(str, (ofa_file(r) for r in RESOLUTIONS)), str(PROXYLESS)]
-    assert main([*argv, "--device", "note10", "--tables", tables, "--json"]) == 0
+    assert main([*argv, "--device", "note10", "--tables-dir", tables, "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert [d["added"] for d in done] == [OFA_KEYS] * 5 + [PROXYLESS_KEYS]
     assert done[-1]["table"] == "note10/imported/proxylessnas-mobile" and done[-1]["format"] == "proxyless"
@@ -279,12 +279,22 @@ def test_cli_import_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     table = table_at(tmp_path / "tables", "ofa-note10-224")
     assert table.meta()["source_device"] == "Samsung Note10" and table.meta()["device"] == "note10"
 
-    assert main([*argv[:3], "--device", "note10", "--tables", tables, "--json"]) == 0
+    assert main([*argv[:3], "--device", "note10", "--tables-dir", tables, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["skipped"] == OFA_KEYS
 
     out = tmp_path / "note10_224.yaml"
     rc = main(
-        ["tables", "export", "note10/imported/ofa-note10-224", "--format", "ofa", "-o", str(out), "--tables", tables]
+        [
+            "tables",
+            "export",
+            "note10/imported/ofa-note10-224",
+            "--format",
+            "ofa",
+            "-o",
+            str(out),
+            "--tables-dir",
+            tables,
+        ]
     )
     assert rc == 0 and "96 rows" in flat(capsys.readouterr().out)
     assert yaml.safe_load(out.read_text()) == yaml.safe_load(ofa_file(224).read_text())
@@ -293,16 +303,28 @@ def test_cli_import_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tables = str(tmp_path / "tables")
     unknown = write(tmp_path / "mine.yaml", "Conv-input:224x224x3-output:112x112x32: {count: 9, mean: 4.0, std: 0.1}\n")
-    assert main(["tables", "import", str(unknown), "--device", "d", "--tables", tables]) == 1
+    assert main(["tables", "import", str(unknown), "--device", "d", "--tables-dir", tables]) == 1
     assert "provenance is unknown" in flat(capsys.readouterr().err)
-    rc = main(["tables", "import", str(unknown), "--device", "d", "--source", "me @ 0, mine.yaml", "--tables", tables])
+    rc = main(
+        ["tables", "import", str(unknown), "--device", "d", "--source", "me @ 0, mine.yaml", "--tables-dir", tables]
+    )
     assert rc == 0 and "d/imported/mine: 1 rows added" in flat(capsys.readouterr().out)
     assert main(["tables", "import", str(unknown), str(unknown), "--table", "x", "--device", "d", "--source", "s"]) == 1
     assert "--table names one table" in flat(capsys.readouterr().err)
     broken = write(tmp_path / "broken.yaml", "Conv-input:224x224x3: {count: 9, mean: 4.0, std: 0.1}\n")
-    assert main(["tables", "import", str(broken), "--device", "d", "--source", "s", "--tables", tables]) == 1
+    assert main(["tables", "import", str(broken), "--device", "d", "--source", "s", "--tables-dir", tables]) == 1
     assert "malformed block key 'Conv-input:224x224x3'" in flat(capsys.readouterr().err)
     rc = main(
-        ["tables", "export", "d/imported/none", "--format", "ofa", "-o", str(tmp_path / "o.yaml"), "--tables", tables]
+        [
+            "tables",
+            "export",
+            "d/imported/none",
+            "--format",
+            "ofa",
+            "-o",
+            str(tmp_path / "o.yaml"),
+            "--tables-dir",
+            tables,
+        ]
     )
     assert rc == 1 and "no table d/imported/none" in flat(capsys.readouterr().err)
