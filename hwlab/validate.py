@@ -21,6 +21,7 @@ from hwlab.measure.settings import MeasureSettings
 from hwlab.profile import Measuring, ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.search.record import ArchRecord
+from hwlab.space.build import random_input
 from hwlab.transport import Transport
 
 
@@ -79,7 +80,7 @@ def validate(
 
     record = ArchRecord.load(arch_file)
     net = standalone_network(record)
-    inputs = torch.randn(net.input_shape, generator=torch.Generator().manual_seed(0))  # only shapes matter
+    inputs = random_input(net.input_shape)
     key = record.name
     item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.cost(record.arch)[0]},
                      lambda fmt: export_module(net, inputs, fmt, name=key))  # fmt: skip

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from hwlab.errors import SpaceError
 from hwlab.export import export_module
@@ -21,6 +20,7 @@ from hwlab.predictors.extract import KernelModel, kernel_models, save_kernel_mod
 from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.profile import ModelItem
 from hwlab.space import SposConfig
+from hwlab.space.build import random_input
 from hwlab.space.registry import SpaceContext
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
@@ -37,7 +37,7 @@ def training_models(seed: int, spos_count: int, family_count: int, spos_config: 
 
 
 def onnx_path(model: ZooModel) -> str:
-    return str(export_module(model.build(), torch.randn(model.input_shape), "onnx", name=model.name).path)
+    return str(export_module(model.build(), random_input(model.input_shape), "onnx", name=model.name).path)
 
 
 def kernel_item(item: KernelModel) -> ModelItem:

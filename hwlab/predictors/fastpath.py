@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from hwlab.export import export_module, export_spec
 from hwlab.predictors.graph import onnx_kernels
 from hwlab.predictors.predictor import Predictor
 from hwlab.space import SPOS_CHOICES, SposConfig, spos_block_op
+from hwlab.space.build import random_input
 
 
 class SposLatencyTable:
@@ -49,7 +49,7 @@ class SposLatencyTable:
         from hwlab.zoo import SposNet
 
         net = SposNet(self.config, choices)
-        path = export_module(net, torch.randn(net.input_shape), "onnx", name=net.name).path
+        path = export_module(net, random_input(net.input_shape), "onnx", name=net.name).path
         return predictor.predict_onnx(path).total_ms
 
     def _scale_index(self, scales: Sequence[float] | None) -> np.ndarray:

@@ -56,7 +56,7 @@ from torch.nn import functional
 
 from hwlab.predictors.graph import module_kernels
 from hwlab.predictors.kernels import FusionRules, Kernel
-from hwlab.space.build import seed_of
+from hwlab.space.build import seed_of, seeded_rng
 
 # The features a generated module is built from; derived ones (flops, params, bytes) follow from them.
 STRUCTURAL = ("h", "w", "cin", "cout", "kernel", "stride", "groups")
@@ -363,8 +363,7 @@ def kernel_module(kernel_type: str, features: dict[str, float]) -> tuple[nn.Modu
         return None
     shape = _input_shape(categories[0], spec)
     seed = seed_of(f"kernelgen:{kernel_type}:{spec}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_rng(seed):
         steps = _steps(categories, spec, shape)
         if steps is None:
             return None

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from hwlab.export import export_module
 from hwlab.measure.settings import MeasureSettings, stopping
@@ -46,6 +45,7 @@ from hwlab.predictors.store import load_predictor, save_predictor
 from hwlab.profile import ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.space import SposConfig
+from hwlab.space.build import random_input
 from hwlab.tables import LookupTable
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
@@ -79,7 +79,7 @@ def model_item(model: ZooModel) -> ModelItem:
     return ModelItem(
         model.name,
         fields,
-        lambda fmt: export_module(model.build(), torch.randn(model.input_shape), fmt, name=model.name),
+        lambda fmt: export_module(model.build(), random_input(model.input_shape), fmt, name=model.name),
     )
 
 

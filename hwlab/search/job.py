@@ -40,6 +40,7 @@ from hwlab.search.sampling import LatencyBinSampler, PathSampler
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.search.supernet import Supernet
 from hwlab.search.train import TrainResult, TrainSettings, accuracy, train_supernet
+from hwlab.space.build import seeded_rng
 from hwlab.tables import LookupTable, TableId
 from hwlab.tables.store import write_json_atomic
 
@@ -78,8 +79,8 @@ def trained_supernet(
     plan: SearchPlan, data: ImageData, sampler: PathSampler, checkpoint: Path, progress: Progress | None = None
 ) -> tuple[Supernet, TrainResult]:
     """Train the plan's supernet, resuming (or just loading) its checkpoint when there is one."""
-    torch.manual_seed(plan.train.seed)
-    supernet = Supernet(plan.space, plan.sharing)
+    with seeded_rng(plan.train.seed):  # the initial weights depend on the seed alone
+        supernet = Supernet(plan.space, plan.sharing)
     return supernet, train_supernet(supernet, data, plan.train, sampler, checkpoint, progress)
 
 

@@ -11,14 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hwlab.errors import DataError
 from hwlab.export import export_model_files
 from hwlab.progress import Progress
 from hwlab.search.data import load_data
 from hwlab.search.record import ArchRecord
 from hwlab.search.train import TrainSettings, accuracy, train_network
+from hwlab.space.build import random_input
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,7 @@ def retrain(
                                "settings": asdict(settings)}  # fmt: skip
     files: dict[str, str] = {}
     if export:
-        generator = torch.Generator().manual_seed(settings.seed)
-        inputs = torch.randn(net.input_shape, generator=generator)
-        made = export_model_files(net.cpu().eval(), inputs, Path(arch_file).parent, record.name)
+        made = export_model_files(net.cpu().eval(), random_input(net.input_shape), Path(arch_file).parent, record.name)
         files = {fmt: str(path) for fmt, path in made.items()}
         record.extra["exports"] = files
     record.save(arch_file)

@@ -108,7 +108,6 @@ def _train(
     load_extra: Callable[[dict[str, Any]], None] = lambda state: None,
 ) -> TrainResult:
     device = _device()
-    torch.manual_seed(settings.seed)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)  # fmt: skip
@@ -127,7 +126,6 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
         load_extra(state)
         start = int(state["epoch"])
     wrapped, own_group = model, False
@@ -163,7 +161,7 @@ def _train(
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                "data_rng": generator.get_state(), "epoch": epoch + 1,
                 "settings": asdict(settings), "loss": loss_value, "accuracy": accuracy, **extra_state(),
             })  # fmt: skip
     if own_group:

@@ -8,8 +8,9 @@ trivially passed by identity BNs. The global torch RNG is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -73,13 +74,26 @@ def _randomise_batchnorm(module: nn.Module) -> None:
                     bn.bias.uniform_(-0.5, 0.5)
 
 
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Torch's global RNG seeded for the block only (module initialisers draw from it and take no
+    generator); the caller's RNG state is restored after, so nothing outside sees the seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_module(spec: OpSpec) -> nn.Module:
     """A module that computes `spec` on `spec.input_shapes()`, in eval mode, seeded by its key."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed_of(spec.key))
+    with seeded_rng(seed_of(spec.key)):
         module = BUILDERS[spec.op](spec)
         _randomise_batchnorm(module)
     return module.eval()
+
+
+def random_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """A seeded random tensor, e.g. the example input an export traces with (only its shape matters)."""
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed))
 
 
 def example_inputs(spec: OpSpec, seed: int = 0) -> tuple[torch.Tensor, ...]:

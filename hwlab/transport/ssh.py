@@ -24,7 +24,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,26 +122,37 @@ def _tcp_socket(host: str, port: int, timeout: float, dead_link_s: float = DEAD_
     return sock
 
 
-class _Liveness:
+class Liveness:
     """Asks the server for a reply after ``every_s`` of silence; none within ``dead_after_s`` in all
-    means the link is dead. paramiko's own keepalive wants no reply, so it cannot tell."""
+    means the link is dead. paramiko's own keepalive wants no reply, so it cannot tell.
 
-    def __init__(self, transport: paramiko.Transport, every_s: float, dead_after_s: float) -> None:
+    ``clock`` (seconds) is injectable, so the rule is tested with a simulated one.
+    """
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        every_s: float,
+        dead_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.transport = transport
         self.every_s = every_s
         self.dead_after_s = dead_after_s
-        self.last = time.monotonic()
+        self.clock = clock
+        self.last = clock()
         self._probe: threading.Thread | None = None
 
-    def heard(self) -> None:
-        self.last = time.monotonic()
+    def heard(self, at: float | None = None) -> None:
+        """The server said something (at ``at``, default now)."""
+        self.last = max(self.last, self.clock() if at is None else at)
 
     def _ask(self) -> None:
         # OpenSSH answers an unknown global request with a failure message: any answer is a sign of life.
         self.transport.global_request("keepalive@openssh.com", wait=True)
 
     def dead(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if self._probe is not None:
             if not self._probe.is_alive():
                 self._probe = None
@@ -334,7 +345,7 @@ class SshTransport:
 class SshStream(CommandStream):
     """A remote command's stdout lines; its first line is the pid the shell printed (for the kill).
 
-    While the command is silent the link is asked for a reply (:class:`_Liveness`); a
+    While the command is silent the link is asked for a reply (:class:`Liveness`); a
     link that gives none is dropped and the stream ends with :class:`LinkLost`.
     """
 
@@ -351,7 +362,7 @@ class SshStream(CommandStream):
         self._channel = ssh._start(argv, env)
         transport = self._channel.get_transport()
         assert transport is not None
-        self._liveness = _Liveness(transport, ssh.keepalive_s, ssh.dead_link_s)
+        self._liveness = Liveness(transport, ssh.keepalive_s, ssh.dead_link_s)
         self._pid: int | None = None
         super().__init__(
             argv, self._channel.makefile("rb"), self._channel.makefile_stderr("rb"),
@@ -375,7 +386,7 @@ class SshStream(CommandStream):
         return text
 
     def _check(self) -> None:
-        self._liveness.last = max(self._liveness.last, self.heard[0])
+        self._liveness.heard(self.heard[0])
         if not self._link_alive():
             raise self._link_lost()
         if self._liveness.dead():

@@ -10,20 +10,16 @@ that a runtime could fold away unlike in a trained network.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from hwlab.space.build import seed_of
+from hwlab.space.build import seed_of, seeded_rng
 
 
-@contextlib.contextmanager
-def seeded(name: str) -> Iterator[None]:
+def seeded(name: str) -> contextlib.AbstractContextManager[None]:
     """Run the block with torch's RNG seeded from `name`; the global RNG is restored after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed_of(name))
-        yield
+    return seeded_rng(seed_of(name))
 
 
 def init_weights(module: nn.Module) -> None:

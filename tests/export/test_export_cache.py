@@ -20,6 +20,7 @@ from hwlab.export import (
     writers,
 )
 from hwlab.space import OpSpec
+from hwlab.space.build import seeded_rng
 
 SPEC_KEY = "spos_shufflenet-input:14x14x32-output:14x14x32-mid:16-kernel:3-stride:1"
 
@@ -60,9 +61,9 @@ def test_other_spec_or_format_gets_another_file(tmp_path: Path) -> None:
 
 
 def test_module_cache_key_follows_weights(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    module = nn.Conv2d(4, 8, 3, padding=1)
-    x = torch.randn(1, 4, 8, 8)
+    with seeded_rng(0):
+        module = nn.Conv2d(4, 8, 3, padding=1)
+        x = torch.randn(1, 4, 8, 8)
     first = export_module(module, (x,), "onnx", tmp_path, name="conv")
     assert export_module(module, (x,), "onnx", tmp_path, name="conv").from_cache
     with torch.no_grad():

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import make
 from torch import nn
@@ -23,6 +22,7 @@ from hwlab.predictors.graph import (
     onnx_kernels,
 )
 from hwlab.predictors.kernels import CATEGORIES, FEATURES, FusionRules, Kernel
+from hwlab.space.build import random_input, seeded_rng
 
 
 def rules(*pairs: tuple[str, str]) -> FusionRules:
@@ -343,20 +343,20 @@ def test_kernel_summary_counts_types_in_order() -> None:
 
 
 def test_exported_torch_model(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    module = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1),
-        nn.Flatten(),
-        nn.Linear(16 * 4 * 4, 10),
-        nn.ReLU(),
-        nn.Linear(10, 5),
-    )
+    with seeded_rng(0):
+        module = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 10),
+            nn.ReLU(),
+            nn.Linear(10, 5),
+        )
     kernels = module_kernels(
-        module, torch.randn(1, 3, 16, 16), rules(("conv", "relu"), ("fc", "relu")), cache_dir=tmp_path
+        module, random_input((1, 3, 16, 16)), rules(("conv", "relu"), ("fc", "relu")), cache_dir=tmp_path
     )
     assert types(kernels) == ["conv+relu", "maxpool", "conv", "flatten", "fc+relu", "fc"]  # BN folded by export
     first = kernels[0].features

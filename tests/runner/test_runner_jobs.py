@@ -32,9 +32,10 @@ def folder(tmp_path_factory):
     import torch
 
     folder = tmp_path_factory.mktemp("jobs")
-    torch.manual_seed(0)
-    conv = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU()).eval()
-    torch.onnx.export(conv, (torch.randn(*SHAPE),), str(folder / "conv.onnx"), dynamo=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        conv = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU()).eval()
+        torch.onnx.export(conv, (torch.randn(*SHAPE),), str(folder / "conv.onnx"), dynamo=False)
     return folder
 
 

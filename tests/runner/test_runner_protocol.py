@@ -48,8 +48,9 @@ def tiny_module():
         def forward(self, x):
             return torch.relu(self.conv(x))
 
-    torch.manual_seed(0)
-    return TinyConv().eval(), torch.randn(*SHAPE)
+    with torch.random.fork_rng(devices=[]):  # the runner's tests import no hwlab: torch's own fork
+        torch.manual_seed(0)
+        return TinyConv().eval(), torch.randn(*SHAPE)
 
 
 @pytest.fixture(scope="module")

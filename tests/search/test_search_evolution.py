@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hwlab.cli import main
 from hwlab.errors import BudgetUnmet, HwlabError, TableError
@@ -30,6 +29,7 @@ from hwlab.search.latency import TableLatency
 from hwlab.search.space import SearchSpace, arch_key
 from hwlab.search.supernet import Supernet
 from hwlab.space import spos_config_ops
+from hwlab.space.build import seeded_rng
 from hwlab.tables import LookupTable, TableId
 
 SPACE = SearchSpace.of(input_size=16)
@@ -52,9 +52,10 @@ def table_latency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TableLat
 
 @pytest.fixture(scope="module")
 def scorer():  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
     data = load_data("digits", size=16)
-    return supernet_scorer(Supernet(SPACE), data, ScoreSettings(recal_batches=1, recal_batch_size=64))
+    with seeded_rng(0):
+        supernet = Supernet(SPACE)
+    return supernet_scorer(supernet, data, ScoreSettings(recal_batches=1, recal_batch_size=64))
 
 
 def test_table_latency_is_the_sum_of_measured_ops(table_latency: TableLatency) -> None:

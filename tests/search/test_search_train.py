@@ -17,6 +17,7 @@ from hwlab.search.data import load_data
 from hwlab.search.space import SearchSpace
 from hwlab.search.supernet import Supernet
 from hwlab.search.train import TrainSettings, accuracy, load_checkpoint, train_supernet
+from hwlab.space.build import seeded_rng
 
 SPACE = SearchSpace.of(input_size=16)
 
@@ -38,8 +39,8 @@ def test_interrupted_supernet_training_resumes_to_the_same_weights(digits, tmp_p
     settings = TrainSettings(epochs=2, batch_size=128, lr=0.05, seed=3)
 
     def fresh() -> Supernet:
-        torch.manual_seed(0)
-        return Supernet(SPACE)
+        with seeded_rng(0):
+            return Supernet(SPACE)
 
     whole = fresh()
     done = train_supernet(whole, digits, settings, SPACE.sample, tmp_path / "whole.pt")
@@ -100,8 +101,8 @@ def test_user_data_from_npz_and_image_folder(tmp_path: Path) -> None:
 
 def test_uniform_path_training_learns_the_digits(digits) -> None:  # type: ignore[no-untyped-def]
     """The point of the supernet: paths never trained as such score well above chance (10%)."""
-    torch.manual_seed(0)
-    net = Supernet(SPACE)
+    with seeded_rng(0):
+        net = Supernet(SPACE)
     result = train_supernet(net, digits, TrainSettings(epochs=15), SPACE.sample)
     assert result.last_accuracy > 0.3
     rng = random.Random(99)
