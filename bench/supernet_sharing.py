@@ -25,6 +25,7 @@ from hwlab.search.data import batches, load_data
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.search.supernet import SHARING, Supernet
 from hwlab.search.train import TrainSettings, accuracy, train_supernet
+from hwlab.space.build import seeded_rng
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,8 +63,8 @@ def main() -> None:
 
     sensitivities, results = [], []
     for sharing in SHARING:
-        torch.manual_seed(0)
-        net = Supernet(space, sharing)
+        with seeded_rng(0):
+            net = Supernet(space, sharing)
         sensitivities.append((sharing, "init", sensitivity(net, space, x, layers)))
         start = time.perf_counter()
         trained = train_supernet(net, data, TrainSettings(epochs=args.epochs), space.sample)

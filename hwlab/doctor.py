@@ -8,6 +8,7 @@ device control would need (governor permission, thermal and power readings).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +47,12 @@ def _python_problem(device: DeviceSpec, transport: Transport) -> Finding | None:
     probe = transport.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); import numpy"], timeout=120
     )
-    version = probe.stdout.strip().splitlines()[:1]
-    if not version:
+    first = (probe.stdout.strip().splitlines() or [""])[0]
+    found = re.fullmatch(r"(\d+)\.(\d+)", first.strip())
+    if found is None:  # no interpreter there (a shell without mktemp merges its error into stdout)
         return Finding("missing", f"no Python at {python!r} on the device", _python_fix(device))
-    if tuple(map(int, version[0].split("."))) < (3, 8):
-        return Finding("missing", f"{python} is Python {version[0]}; the runner needs >= 3.8", _python_fix(device))
+    if (int(found[1]), int(found[2])) < (3, 8):
+        return Finding("missing", f"{python} is Python {first}; the runner needs >= 3.8", _python_fix(device))
     if probe.rc != 0:
         return Finding("missing", f"numpy is not importable by {python}", f"{python} -m pip install numpy")
     return None

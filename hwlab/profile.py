@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hwlab
-from hwlab.errors import BackendUnavailable
+from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, SpaceError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
 from hwlab.lock import device_lock
@@ -89,8 +89,9 @@ class ProfileRequest:
 
     @classmethod
     def of(cls, device: DeviceSpec, backend: str, measuring: Measuring = Measuring(), **fields: Any) -> ProfileRequest:
-        """A request with the user's measuring wishes; ``fields`` default to no specs and no space."""
-        return cls(device=device, backend=backend, **{"specs": [], "space": "", **fields, **asdict(measuring)})
+        """A request with the user's measuring wishes (``fields`` win over them); no specs and no space
+        unless ``fields`` give them."""
+        return cls(device=device, backend=backend, **{"specs": [], "space": "", **asdict(measuring), **fields})
 
     @property
     def table_id(self) -> TableId:
@@ -169,26 +170,43 @@ def usable_backends(device: DeviceSpec) -> list[str]:
         transport.close()
 
 
+@dataclass
+class SpaceProfile:
+    """What :func:`profile_space` did on each backend: a report, or why that backend was refused."""
+
+    reports: list[ProfileReport] = field(default_factory=list)
+    refused: dict[str, HwlabError] = field(default_factory=dict)
+
+
+# Refusals of one backend's request: the other backends are still profiled. Anything else (a lost link,
+# a busy device) ends the whole profile.
+PER_BACKEND = (BackendUnavailable, InvalidRequest, SpaceError)
+
+
 def profile_space(
     base: ProfileRequest, backends: Sequence[str], progress_for: Callable[[str], Progress] | None = None
-) -> list[ProfileReport]:
+) -> SpaceProfile:
     """``base.space`` (with ``base.space_params``) profiled on each backend, over one connection.
 
     ``backends`` may be ``("all",)``: every runtime the device and this host can use.
     A space built from measurements (``kernels``) is built for each backend in turn.
+    A backend whose request is refused (its runtime missing, a request its measurer cannot
+    honour) is recorded in ``refused`` and the others are profiled all the same.
     """
     device = base.device
     transport = connect(device)
+    done = SpaceProfile()
     try:
         facts = device_facts(Deployer(transport, device))
-        reports = []
         for backend in resolve_backends(backends, facts, device):
-            context = SpaceContext(base.tables_root, device.name, backend)
-            specs = get_space(base.space, context, **base.space_params)
-            request = replace(base, backend=backend, specs=specs)
-            progress = progress_for(backend) if progress_for else None
-            reports.append(profile(request, progress, transport=transport, facts=facts))
-        return reports
+            try:
+                specs = get_space(base.space, SpaceContext(base.tables_root, device.name, backend), **base.space_params)
+                request = replace(base, backend=backend, specs=specs)
+                progress = progress_for(backend) if progress_for else None
+                done.reports.append(profile(request, progress, transport=transport, facts=facts))
+            except PER_BACKEND as err:
+                done.refused[backend] = err
+        return done
     finally:
         transport.close()
 

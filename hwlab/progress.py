@@ -1,4 +1,4 @@
-"""How long work reports its progress: one callable type for every phase of every command."""
+"""How work reports its progress: one callable type for every phase of every command."""
 
 from __future__ import annotations
 

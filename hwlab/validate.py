@@ -76,7 +76,7 @@ def validate(
 ) -> Validation:
     """Measure ``arch_file``'s network on ``device`` and append the outcome to the file."""
     from hwlab.export import export_module
-    from hwlab.predictors.predictor import Predictor
+    from hwlab.predictors.predictor import Predictor, predictor_dir
 
     record = ArchRecord.load(arch_file)
     net = standalone_network(record)
@@ -89,7 +89,7 @@ def validate(
     report = profile(request, progress, transport=transport)
     row = report.table.lookup(key)
     predicted = None
-    if (Path(predictors_root) / device.name / backend / "predictor.json").exists():
+    if (predictor_dir(Path(predictors_root), device.name, backend) / "predictor.json").exists():
         onnx = export_module(net, inputs, "onnx", name=key).path
         predicted = Predictor.load(device.name, backend, predictors_root).predict_onnx(onnx).total_ms
     budget = budget_ms if budget_ms is not None else (record.extra.get("search") or {}).get("latency_budget_ms")

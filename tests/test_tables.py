@@ -51,7 +51,7 @@ def test_every_row_has_every_column_so_pandas_sees_one_schema(tmp_path: Path) ->
     frame = pd.read_json(table.folder / "ops.jsonl", lines=True)
     assert set(frame.columns) == COLUMNS | {"op"}
     assert frame["power_w"].isna().all() and list(frame["source"]) == ["measured", "measured"]
-    with pytest.raises(ValueError, match="would overwrite columns"):
+    with pytest.raises(TableError, match="would overwrite the columns"):
         Row("k", {"median_ms": 1.0}, "ok", "d", "onnxruntime")
 
 

@@ -29,7 +29,9 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in text or default is None or default is False or not action.option_strings:
+            return text
+        if default == argparse.SUPPRESS:
             return text
         shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
         return f"{text} (default: {str(shown).replace('%', '%%')})"
@@ -101,8 +103,11 @@ def add_folder_args(p: argparse.ArgumentParser, *folders: str) -> None:
         p.add_argument(f"--{name}-dir", type=Path, default=Path(default), metavar="DIR", help=what)
 
 
-def add_json_arg(p: argparse.ArgumentParser, what: str = "print JSON on stdout for scripts") -> None:
-    p.add_argument("--json", action="store_true", help=what)
+def add_json_arg(
+    p: argparse.ArgumentParser, what: str = "print JSON on stdout for scripts", *, suppress: bool = False
+) -> None:
+    """``--json``; ``suppress`` on a sub-parser keeps a value given to its parent."""
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help=what)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -139,6 +144,13 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive(text: str) -> float:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, not 0")
+    return value
+
+
 def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) -> None:
     """Where and how the device measures; with ``stop_rules``, also how long per model."""
     m = p.add_argument_group("measuring")
@@ -169,7 +181,7 @@ def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) 
         return
     d = MeasureSettings()
     m.add_argument("--min-time", type=non_negative, default=d.stop.min_time_s, help="seconds of samples at least")
-    m.add_argument("--max-time", type=non_negative, default=d.stop.max_time_s, help="seconds per model at most (>0)")
+    m.add_argument("--max-time", type=positive, default=d.stop.max_time_s, help="seconds per model at most")
     m.add_argument("--min-count", type=positive_int, default=d.stop.min_count, help="samples at least")
     m.add_argument(
         "--ci", type=non_negative, default=d.stop.ci_rel, help="stop once the 95%% CI of the median is within ±this"

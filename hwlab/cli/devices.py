@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_inventory_arg(trust, suppress=True)  # `hwlab devices --inventory DIR trust NAME` keeps DIR
     trust.add_argument("--yes", action="store_true", help="do not ask: trust the key shown")
     trust.add_argument("--fingerprint", help="trust only if the key has this fingerprint (SHA256:...)")
-    add_json_arg(trust)
+    add_json_arg(trust, suppress=True)
     trust.set_defaults(handler=cmd_trust)
 
     p = command(
@@ -104,7 +104,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
             f"the key's fingerprint is {shown}, not {args.fingerprint}: refusing to trust it",
             hint="check that you reach the right device; its key may have been replaced",
         )
-    if not (args.yes or args.fingerprint) and input("trust it? [y/N] ").strip().lower() not in ("y", "yes"):
+    if not (args.yes or args.fingerprint) and console.input("trust it? [y/N] ").strip().lower() not in ("y", "yes"):
         console.print("not trusted")
         return 1
     trust_host_key(target, key)

@@ -27,9 +27,10 @@ from hwlab.cli.common import (
     measuring,
 )
 from hwlab.cli.console import stderr_console
+from hwlab.errors import PredictorError
 from hwlab.inventory import get_device
 from hwlab.predictors.predictor import Predictor, predictor_dir
-from hwlab.profile import Measuring, ProfileRequest, usable_backends
+from hwlab.profile import ProfileRequest, usable_backends
 
 
 def _common(p: argparse.ArgumentParser, *, measures: bool, folders: tuple[str, ...] = ("predictors",)) -> None:
@@ -114,27 +115,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.set_defaults(handler=cmd_eval)
 
 
+def _fitted_backends(args: argparse.Namespace) -> list[str]:
+    """``--backend``, where ``all`` is every backend with a fitted predictor for the device (by name: reading
+    a predictor needs no inventory entry)."""
+    if tuple(args.backend) != ("all",):
+        return list(args.backend)
+    root = predictor_dir(args.predictors_dir, args.device, "")
+    found = sorted(p.parent.name for p in root.glob("*/predictor.json"))
+    if not found:
+        raise PredictorError(
+            f"no predictor for {args.device!r} in {args.predictors_dir}",
+            hint=f"fit one: hwlab predictors fit --device {args.device}",
+        )
+    return found
+
+
 def _for_each_backend(args: argparse.Namespace, work: Callable[[ProfileRequest], Any]) -> list[Any]:
-    """``work`` on a request for each backend of ``--backend``; ``all`` is every backend with a fitted
-    predictor for the commands that read one, every usable one for those that measure."""
+    """``work`` on a measuring request for each backend of ``--backend`` (``all``: every usable one)."""
     device = get_device(args.device, args.inventory)
-    measures = hasattr(args, "threads")
-    backends = list(args.backend)
-    if backends == ["all"] and measures:
-        backends = usable_backends(device)
-    elif backends == ["all"]:
-        backends = [b for b in device.runtimes if predictor_dir(args.predictors_dir, device.name, b).is_dir()]
-    fields = measuring(args) if measures else Measuring()
-    tables = getattr(args, "tables_dir", Path("tables"))
-    return [work(ProfileRequest.of(device, backend, fields, tables_root=tables)) for backend in backends]
+    backends = usable_backends(device) if tuple(args.backend) == ("all",) else list(args.backend)
+    wishes = measuring(args)
+    return [work(ProfileRequest.of(device, b, wishes, tables_root=args.tables_dir)) for b in backends]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    def predict(base: ProfileRequest) -> tuple[str, Any]:
-        predictor = Predictor.load(base.device.name, base.backend, args.predictors_dir)
-        return base.backend, predictor.predict_onnx(args.model, allow_unknown=args.allow_unknown)
-
-    results = _for_each_backend(args, predict)
+    results = []
+    for backend in _fitted_backends(args):
+        predictor = Predictor.load(args.device, backend, args.predictors_dir)
+        results.append((backend, predictor.predict_onnx(args.model, allow_unknown=args.allow_unknown)))
     if args.json:
         print(json.dumps([{"backend": b, **p.to_json()} for b, p in results], indent=2))
         return 0
@@ -216,9 +224,7 @@ def _print_summary(console: Console, predictor: Predictor, backend: str) -> None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    shown = _for_each_backend(
-        args, lambda base: (base.backend, Predictor.load(base.device.name, base.backend, args.predictors_dir))
-    )
+    shown = [(b, Predictor.load(args.device, b, args.predictors_dir)) for b in _fitted_backends(args)]
     if args.json:
         print(json.dumps([{"backend": b, **p.loaded.summary()} for b, p in shown], indent=2, default=str))
         return 0
@@ -232,12 +238,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from hwlab.predictors.evaluate import evaluate_and_report
 
-    done = _for_each_backend(
-        args,
-        lambda base: (base.backend, *evaluate_and_report(base, args.predictors_dir, spos_count=args.spos,
-                                                         family_count=args.per_family, seed=args.seed,
-                                                         plot=args.plot)),
-    )  # fmt: skip
+    def report(base: ProfileRequest) -> tuple[str, Any, dict[str, Any]]:
+        plot, several = args.plot, len(args.backend) > 1 or tuple(args.backend) == ("all",)
+        if plot is not None and several:
+            plot = plot.with_name(f"{plot.stem}-{base.backend}{plot.suffix}")  # one plot per backend
+        result, written = evaluate_and_report(base, args.predictors_dir, spos_count=args.spos,
+                                              family_count=args.per_family, seed=args.seed, plot=plot)  # fmt: skip
+        return base.backend, result, written
+
+    done = _for_each_backend(args, report)
     if args.json:
         print(json.dumps([{"backend": b, **report} for b, _, report in done], indent=2))
         return 0

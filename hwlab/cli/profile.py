@@ -135,12 +135,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f" with {', '.join(args.backend)}"
     )
     with _progress_bar(console) as bar:
-        reports = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend))
+        done = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend))
+    if not done.reports and len(done.refused) == 1:  # one backend, refused: its error says why
+        raise next(iter(done.refused.values()))
     if args.json:
-        print(json.dumps([_report_json(r) for r in reports], indent=2))
+        refused = [{"backend": b, "refused": e.message, "fix": e.hint} for b, e in done.refused.items()]
+        print(json.dumps([_report_json(r) for r in done.reports] + refused, indent=2))
     else:
-        print_summary(console, reports)
-    return 1 if any(r.errors for r in reports) else 0
+        print_summary(console, done.reports)
+        for backend, err in done.refused.items():
+            console.print(
+                f"[red]refused[/] {backend}: {escape(err.message)}"
+                + (f"\n  fix: {escape(err.hint)}" if err.hint else "")
+            )
+    return 1 if done.refused or any(r.errors for r in done.reports) else 0
 
 
 class PhaseBars:

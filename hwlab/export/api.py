@@ -7,7 +7,6 @@ re-planning a profiling run over thousands of ops costs only file checks.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from hwlab.export.cache import (
     model_path,
     module_fingerprint,
 )
-from hwlab.export.writers import FORMAT_FOR_RUNTIME, FORMATS, Format
+from hwlab.export.writers import FORMAT_FOR_RUNTIME, FORMATS, Format, missing_exporter_modules
 from hwlab.space.build import build_module, example_inputs
 from hwlab.space.opspec import OpSpec
 
@@ -129,7 +128,7 @@ def export_model_files(
     a trained network as files to ship, copied out of the export cache."""
     files: dict[str, Path] = {}
     for fmt in ("onnx", "tflite"):
-        if fmt == "tflite" and importlib.util.find_spec("litert_torch") is None:
+        if missing_exporter_modules(fmt):
             continue
         target = Path(folder) / f"{stem}{get_format(fmt).suffix}"
         shutil.copyfile(export_module(module, example_inputs, fmt, name=name).path, target)

@@ -27,6 +27,15 @@ from hwlab.errors import BackendUnavailable
 
 ONNX_OPSET = 17
 TFLITE_HINT = "pip install 'hwlab[tflite]'"
+# Host-side modules each format's exporter needs (torch itself aside).
+EXPORTER_MODULES = {"onnx": ("onnx",), "tflite": ("litert_torch",), "pt2": ()}
+
+
+def missing_exporter_modules(fmt: str) -> list[str]:
+    """The exporter modules of ``fmt`` that are not installed (presence only: importing a converter takes
+    seconds, and one that is present but broken says so when it exports)."""
+    return [m for m in EXPORTER_MODULES[fmt] if importlib.util.find_spec(m) is None]
+
 
 Writer = Callable[[nn.Module, tuple[torch.Tensor, ...], Path], None]
 

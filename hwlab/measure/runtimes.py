@@ -7,25 +7,19 @@ so, with the import error, instead of "not installed".
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from hwlab.errors import BackendUnavailable
 from hwlab.export import FORMAT_FOR_RUNTIME
+from hwlab.export.writers import missing_exporter_modules
 from hwlab.inventory import RUNTIMES, DeviceSpec
 
-# Host-side modules each export format needs.
-EXPORTER_MODULES = {"onnx": ("onnx",), "tflite": ("litert_torch",), "pt2": ()}
 PIP_PACKAGE = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert", "torch": "torch"}
 
 
 def exporter_problem(backend: str) -> str | None:
-    """Why this host cannot export models for ``backend`` (None when it can).
-
-    Only presence is checked here (importing a converter takes seconds); an exporter
-    that is present but broken is reported, as such, by the export itself.
-    """
-    missing = [m for m in EXPORTER_MODULES[FORMAT_FOR_RUNTIME[backend]] if importlib.util.find_spec(m) is None]
+    """Why this host cannot export models for ``backend`` (None when it can)."""
+    missing = missing_exporter_modules(FORMAT_FOR_RUNTIME[backend])
     return f"{', '.join(missing)} is not installed" if missing else None
 
 
@@ -49,6 +43,11 @@ def check_backend(backend: str, facts: dict[str, Any], device: DeviceSpec) -> No
     if backend not in RUNTIMES:
         raise BackendUnavailable(f"unknown backend {backend!r}", hint=f"use one of {', '.join(RUNTIMES)}")
     found = runtime_fact(facts, backend)
+    if found is None and backend == "litert" and device.benchmark_model:
+        raise BackendUnavailable(
+            f"device {device.name!r} has no executable benchmark_model at {device.benchmark_model!r}",
+            hint="copy TFLite's benchmark_model there and make it executable (chmod +x), or fix benchmark_model:",
+        )
     if found is None:
         raise BackendUnavailable(
             f"{backend} is not installed on device {device.name!r}",

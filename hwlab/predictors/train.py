@@ -151,12 +151,19 @@ def fit_predictor(
     root: Path = Path("predictors"),
     say: Say = print,
     progress: Progress | None = None,
+    rules: FusionRules | None = None,
 ) -> Predictor:
-    """Measure what is missing, fit, calibrate and save ``predictors/<device>/<backend>/``."""
+    """Measure what is missing, fit, calibrate and save ``predictors/<device>/<backend>/``.
+
+    ``rules``: the runtime's fusion rules when they are known already (then they are not measured; without
+    their evidence the overhead's per-kernel term is fitted too).
+    """
     device, backend = base.device.name, base.backend
-    say("measuring fusion rules")
-    # Fusion decides kernel boundaries: measured with the careful default rules, not the quick kernel ones.
-    rules = measure_fusion_rules(replace(base, settings=plan.fusion_settings, table_name="fusion"), progress=progress)
+    if rules is None:
+        say("measuring fusion rules")
+        # Fusion decides kernel boundaries: measured with the careful default rules, not the quick kernel ones.
+        fusion = replace(base, settings=plan.fusion_settings, table_name="fusion")
+        rules = measure_fusion_rules(fusion, progress=progress)
     say(f"fused pairs: {', '.join('+'.join(p) for p in sorted(rules.fused)) or 'none'}")
 
     models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_config)

@@ -23,6 +23,7 @@ from hwlab.search.space import Arch, SearchSpace, arch_key
 from hwlab.space import SPOS_CHOICES
 
 Score = Callable[[Arch], float]  # accuracy of a candidate (higher is better)
+RANDOM_MAX_DRAWS = 1_000_000  # rejection-sampling attempts of the random baseline before giving up
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def random_search(
     constraints: Constraints = Constraints(),
     seed: int = 0,
     progress: Progress | None = None,
-    max_draws: int = 1_000_000,
+    max_draws: int = RANDOM_MAX_DRAWS,
 ) -> SearchResult:
     """Uniform candidates under the same constraints, ``evaluations`` of them scored (SPOS's baseline)."""
     rng = random.Random(seed)

@@ -26,6 +26,7 @@ from hwlab.progress import Progress
 from hwlab.search.bn import recalibrate_bn
 from hwlab.search.data import ImageData, batches, load_data
 from hwlab.search.evolution import (
+    RANDOM_MAX_DRAWS,
     Constraints,
     EvolutionSettings,
     Score,
@@ -242,7 +243,7 @@ def search(
     notes = [latency.note] if getattr(latency, "note", None) else []
     for note in notes:
         say(f"note: {note}")
-    draws = plan.evolution.max_draws
+    draws = RANDOM_MAX_DRAWS if request.method == "random" else plan.evolution.max_draws
     check_reachable(plan.space, latency, plan.constraints, request.search_seed, draws)  # before any training
     sampler = LatencyBinSampler(plan.space, latency, request.bins, seed=plan.train.seed) \
         if request.sampling == "latency-bins" else None  # fmt: skip

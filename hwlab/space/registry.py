@@ -1,7 +1,8 @@
 """Named op spaces: ``get_space("spos", input_size=32)`` for the CLI, the library and table builders.
 
 Every space is registered here the same way: a factory (imported on first use, so
-``hwlab spaces`` stays quick) and the line ``hwlab spaces`` prints. A space built
+importing ``hwlab.space`` does not import what the ``kernels`` space needs) and the
+line ``hwlab spaces`` prints. A space built
 from earlier measurements (``kernels``, cut under a device's measured fusion
 rules) declares a ``context`` parameter and receives a :class:`SpaceContext`.
 """

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hwlab.errors import TableError
+
 UNSTABLE_IQR_REL = 0.10  # IQR/median above this is flagged as unstable
 SUMMARY_COLUMNS = ("median", "p10", "p90", "iqr", "mean", "std", "min")
 RAW_DETAILS = ("power", "governor", "op_profile", "providers", "io", "gpu")
@@ -71,7 +73,10 @@ class Row:
     def __post_init__(self) -> None:
         clash = sorted(set(self.fields) & COLUMNS)
         if clash:
-            raise ValueError(f"row {self.key!r}: fields {clash} would overwrite columns of the same name")
+            raise TableError(
+                f"row {self.key!r}: fields {clash} would overwrite the columns of the same name",
+                hint="rename those fields of what is measured (an op's or kernel's description)",
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The line a table stores: the key, the fields, then every column."""

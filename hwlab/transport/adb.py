@@ -27,7 +27,6 @@ import contextlib
 import os
 import posixpath
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 
 from hwlab.errors import CommandTimeout, DeviceOffline, TransportError
 from hwlab.transport.base import Completed, shell_join
-from hwlab.transport.stream import CommandStream
+from hwlab.transport.stream import CommandStream, kill_process_group
 
 MIN_RATE = 1_000_000  # bytes/s a slow USB 2 or Wi-Fi link still manages: sizes transfer deadlines
 STATE_POLL_S = 0.2
@@ -54,12 +53,6 @@ _LISTDIR = (
     "printf '%s\\n' \"$f\"; done"
 )
 _NETWORK_SERIAL = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d+$")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _wrap(argv: Sequence[str], env: dict[str, str] | None) -> tuple[str, str]:
@@ -118,7 +111,7 @@ class AdbTransport:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_process_group(proc)
             raise CommandTimeout(
                 f"{what} on adb device {self.serial!r} ran past its {timeout:g} s deadline and was killed",
                 hint="check the device's link (`adb devices -l`) or raise the timeout",
@@ -339,12 +332,11 @@ class AdbStream(CommandStream):
         self._rc_text = text[at + len(self._marker) :]
         return text[:at] or None  # the command's last line had no newline when something precedes the marker
 
+    def _exited(self) -> bool:
+        return self._proc.poll() is not None
+
     def _finish(self, stderr: str) -> Completed:
-        """adb closed its stdout: let it exit (bounded), then read the exit code the marker carried."""
-        try:
-            self._proc.wait(timeout=self.line_timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(self._proc)
+        """adb has exited: the exit code is the one the marker carried (no marker: the link died)."""
         self._transport._streams.discard(self)
         if self._rc_text is None:
             raise self._transport._gone(f"{self.argv[0]!r}", stderr)
@@ -355,5 +347,5 @@ class AdbStream(CommandStream):
         return Completed(self.argv, rc, "", "".join(self._command_stderr))
 
     def _kill(self) -> None:
-        _kill_group(self._proc)
+        kill_process_group(self._proc)
         self._transport._streams.discard(self)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from hwlab.errors import CommandTimeout, TransportError
 from hwlab.transport.base import Completed
-from hwlab.transport.stream import CommandStream
-
-
-def _kill_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    """Kill the command and everything it started (the deadline's promise)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+from hwlab.transport.stream import CommandStream, kill_process_group
 
 
 def _popen(argv: Sequence[str], env: dict[str, str] | None, *, text: bool = True) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -46,11 +37,14 @@ class LocalStream(CommandStream):
         assert self._proc.stdout is not None and self._proc.stderr is not None
         super().__init__(argv, self._proc.stdout, self._proc.stderr, line_timeout=line_timeout)
 
+    def _exited(self) -> bool:
+        return self._proc.poll() is not None
+
     def _finish(self, stderr: str) -> Completed:
         return Completed(self.argv, self._proc.wait(), "", stderr)
 
     def _kill(self) -> None:
-        _kill_group(self._proc)
+        kill_process_group(self._proc)
 
 
 class LocalTransport:
@@ -65,7 +59,7 @@ class LocalTransport:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_process_group(proc)
             raise CommandTimeout(f"{argv[0]!r} ran past its {timeout:g} s deadline and was killed") from None
         return Completed(tuple(argv), proc.returncode, out, err)
 

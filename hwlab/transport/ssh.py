@@ -393,6 +393,9 @@ class SshStream(CommandStream):
             self._ssh.close()  # a silent link: drop it, the next command reconnects
             raise self._link_lost()
 
+    def _exited(self) -> bool:
+        return self._channel.exit_status_ready() or not self._link_alive()
+
     def _finish(self, stderr: str) -> Completed:
         rc = self._channel.recv_exit_status()
         if rc == -1 and not self._link_alive():  # closed without an exit status: the link went down

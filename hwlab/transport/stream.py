@@ -1,20 +1,26 @@
 """The stdout lines of a running command, as they arrive: one class for every transport.
 
 Two reader threads pump the command's stdout (line by line) and stderr; the
-caller's thread waits at most ``line_timeout`` seconds for each line and the whole
-command at most ``deadline_s``, asks the transport about its link in between, and
-kills the command when any of these fails. When stdout ends, the stderr reader is
-joined before the result is built, so the last lines of an error are never cut.
+caller's thread waits at most ``line_timeout`` seconds for each line (and for the
+command to exit once its stdout ends), the whole command at most ``deadline_s``,
+asks the transport about its link in between, and kills the command when any of
+these fails. Once the command has exited, the stderr reader is joined before the
+result is built, so the last lines of an error are in it (unless something the
+command left running keeps stderr open for ``JOIN_S`` more seconds).
 
 Transports differ only in how a command starts and what its raw lines mean, so a
-transport overrides the hooks (``_line``, ``_check``, ``_finish``, ``_kill``) and
-nothing else: a subprocess's pipes (local, adb) and an SSH channel's files alike.
+transport overrides the hooks (``_line``, ``_check``, ``_exited``, ``_finish``,
+``_kill``) and nothing else: a subprocess's pipes (local, adb) and an SSH
+channel's files alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +32,13 @@ from hwlab.transport.base import Completed
 POLL_S = 0.2  # how often a silent command's link is checked
 JOIN_S = 10.0  # how long stderr may trail behind the end of stdout
 SILENCE_HINT = "raise the stop rule's max time or check the device"
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Kill a command started in its own session and everything it started, then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _pump(pipe: IO[bytes], out: queue.Queue[bytes | None] | list[bytes], heard: list[float]) -> None:
@@ -81,8 +94,12 @@ class CommandStream:
     def _check(self) -> None:
         """Raise when the link to the device is known to be dead (called while the command is silent)."""
 
+    def _exited(self) -> bool:
+        """Whether the command has ended (asked once its stdout has)."""
+        raise NotImplementedError
+
     def _finish(self, stderr: str) -> Completed:
-        """Once stdout has ended: reap the command and say how it ended."""
+        """Once the command has exited and stderr is read: say how it ended."""
         raise NotImplementedError
 
     def _kill(self) -> None:
@@ -105,26 +122,40 @@ class CommandStream:
         self.kill()
         return CommandTimeout(f"{self.argv[0]!r}{self.where} {what} and was killed", hint=hint)
 
+    def _past_deadline(self) -> None:
+        if self.deadline_s is not None and time.monotonic() - self._started > self.deadline_s:
+            raise self._timeout(f"ran past its {self.deadline_s:g} s deadline")
+
     def _next(self) -> bytes | None:
         """The next raw line, None at the end of stdout; raises when a bound is passed or the link died."""
-        last_line = time.monotonic()
+        waiting_since = time.monotonic()
         while True:
+            self._past_deadline()  # a chatty command is held to its deadline too
             try:
                 return self._lines.get(timeout=POLL_S)
             except queue.Empty:
                 pass
             self._check()
-            now = time.monotonic()
-            if self.deadline_s is not None and now - self._started > self.deadline_s:
-                raise self._timeout(f"ran past its {self.deadline_s:g} s deadline")
-            if now - last_line > self.line_timeout:
+            self._past_deadline()
+            if time.monotonic() - waiting_since > self.line_timeout:
                 raise self._timeout(f"printed nothing for {self.line_timeout:g} s", SILENCE_HINT)
+
+    def _await_exit(self) -> None:
+        """Stdout has ended; the command exits too, within the same bounds as a line."""
+        waiting_since = time.monotonic()
+        while not self._exited():
+            self._past_deadline()
+            self._check()
+            if time.monotonic() - waiting_since > self.line_timeout:
+                raise self._timeout(f"closed its output but did not exit within {self.line_timeout:g} s")
+            time.sleep(POLL_S / 4)
 
     def __iter__(self) -> Iterator[str]:
         while (raw := self._next()) is not None:
             text = self._line(raw.decode("utf-8", "replace").removesuffix("\n"))
             if text is not None:
                 yield text
+        self._await_exit()
         if self._stderr_reader is not None:
             self._stderr_reader.join(timeout=JOIN_S)
         self._result = self._finish(b"".join(self._stderr).decode("utf-8", "replace"))

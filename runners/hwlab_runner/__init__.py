@@ -6,5 +6,5 @@ It never imports ``hwlab``: the host and the device share nothing but the JSON
 described in PROTOCOL.md.
 """
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: warm-up 0.05 s and at most 3 s per model by default (1: 0.1 s and 5 s)
 __version__ = "0.1.0"

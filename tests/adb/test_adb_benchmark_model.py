@@ -69,8 +69,11 @@ def test_doctor_and_profile_a_phone_without_python(
     seen = json.loads((standin.root / "bin" / "seen.json").read_text())
     assert "--num_runs=7" in seen["argv"] and seen["argv"][0].startswith(f"--graph={standin.root / 'hwlab'}/models/")
 
-    rc, out, err = run(capsys, *argv)  # a rerun measures nothing
-    assert rc == 0 and json.loads(out)[0]["skipped"] == 2
+    # A rerun measures nothing; a backend the phone lacks is refused without stopping the others.
+    rc, out, err = run(capsys, *[("onnxruntime,litert" if a == "litert" else a) for a in argv])
+    ours, refused = json.loads(out)
+    assert rc == 1 and (ours["backend"], ours["skipped"], ours["measured"]) == ("litert", 2, 0)
+    assert refused["backend"] == "onnxruntime" and "not installed on device 'phone'" in refused["refused"]
 
 
 def test_requests_benchmark_model_cannot_honour_are_refused_before_any_export(

@@ -60,7 +60,7 @@ def affinity() -> list[int]:
 
 
 def start(folder: Path, name: str, job: dict, sysfs: Path | None = None) -> subprocess.Popen:
-    full = {"protocol": 1, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
+    full = {"protocol": 2, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
     (folder / name).write_text(json.dumps(full))
     env = dict(os.environ, PYTHONPATH=RUNNERS)
     env.pop("HWLAB_RUNNER_SYSFS_ROOT", None)

@@ -79,7 +79,7 @@ def run_runner(*args: str, cwd: str) -> subprocess.CompletedProcess:
 
 
 def run_job(folder, runtime: str, model_list: list, **fields) -> tuple:
-    job = {"protocol": 1, "runtime": runtime, "threads": 1, "core_mask": None, "seed": 0, **FAST_RULES}
+    job = {"protocol": 2, "runtime": runtime, "threads": 1, "core_mask": None, "seed": 0, **FAST_RULES}
     job.update(fields, models=model_list)
     path = folder / f"job-{runtime}.json"
     path.write_text(json.dumps(job))
@@ -92,7 +92,7 @@ def assert_ok(line: dict, key: str, runtime: str) -> None:
     assert line["status"] == "ok", line.get("error")
     assert set(line) >= OK_FIELDS
     assert set(line["summary"]) == SUMMARY_FIELDS
-    assert (line["key"], line["runtime"], line["protocol"], line["threads"]) == (key, runtime, 1, 1)
+    assert (line["key"], line["runtime"], line["protocol"], line["threads"]) == (key, runtime, 2, 1)
     assert len(line["samples_us"]) == line["summary"]["n"] >= 1
     assert all(round(s, 3) == s for s in line["samples_us"])
     assert line["stop_reason"] in {"ci", "max_time", "max_count"}
@@ -167,8 +167,8 @@ def test_unappliable_core_mask_fails_every_model(models):
 @pytest.mark.parametrize(
     ("job", "message"),
     [
-        ({"protocol": 1, "runtime": "onnxruntime"}, "job field 'models': missing"),
-        ({"protocol": 1, "runtime": "tvm", "models": []}, "job field 'runtime': unknown runtime 'tvm'"),
+        ({"protocol": 2, "runtime": "onnxruntime"}, "job field 'models': missing"),
+        ({"protocol": 2, "runtime": "tvm", "models": []}, "job field 'runtime': unknown runtime 'tvm'"),
         ("{broken", "is not valid JSON"),
     ],
 )
@@ -184,7 +184,7 @@ def test_bad_job_exits_2(tmp_path, job, message):
 def test_version_and_help(tmp_path):
     proc = run_runner("--version", cwd=str(tmp_path))
     assert proc.returncode == 0
-    assert proc.stdout.split()[-1] == "1"
+    assert proc.stdout.split()[-1] == "2"
     help_text = run_runner("--help", cwd=str(tmp_path)).stdout
     assert "run" in help_text and "facts" in help_text
 
@@ -214,7 +214,7 @@ def test_facts_command(tmp_path):
         "memory_total_mib", "memory_available_mib", "runtimes", "affinity",
     ):  # fmt: skip
         assert key in facts, key
-    assert facts["protocol"] == 1
+    assert facts["protocol"] == 2
     assert set(facts["runtimes"]) == {"onnxruntime", "litert", "torch", "numpy"}
     assert facts["runtimes"]["numpy"]["module"] == "numpy"
     assert facts["runtimes"]["onnxruntime"]["version"]

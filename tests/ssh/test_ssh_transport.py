@@ -74,6 +74,15 @@ def test_slow_command_is_killed_at_its_deadline(sshd) -> None:  # type: ignore[n
         ssh.close()
 
 
+def test_a_chatty_command_is_held_to_its_deadline_too(sshd) -> None:  # type: ignore[no-untyped-def]
+    ssh = connect(sshd.device())
+    try:
+        with pytest.raises(CommandTimeout, match="ran past its 1 s deadline"):
+            ssh.run(["sh", "-c", "while :; do echo tick; sleep 0.01; done"], timeout=1)
+    finally:
+        ssh.close()
+
+
 def test_files_travel_over_sftp(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ssh = connect(sshd.device())
     payload = os.urandom(300_000)

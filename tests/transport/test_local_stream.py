@@ -51,6 +51,14 @@ def test_a_silent_command_is_killed_with_its_children(tmp_path: Path) -> None:
     assert not alive()  # the whole process group went with it
 
 
+def test_a_command_that_closes_its_output_but_keeps_running_is_killed() -> None:
+    stream = LocalTransport().stream(["sh", "-c", "echo bye; exec >&- 2>&-; sleep 600.5"], line_timeout=0.5)
+    lines = iter(stream)
+    assert next(lines) == "bye"
+    with pytest.raises(CommandTimeout, match="closed its output but did not exit within 0.5 s"):
+        next(lines)
+
+
 def test_a_missing_program_is_exit_127_like_a_remote_shell() -> None:
     done = LocalTransport().run(["/nonexistent/tool", "x"], timeout=10)
     assert (done.rc, done.stdout) == (127, "") and "not found" in done.stderr

@@ -1,7 +1,7 @@
 """Parse what TensorFlow Lite's ``benchmark_model`` prints into typed records.
 
-Why a parser: on Android phones without Python, hwlab times ``.tflite`` models
-with the stock ``benchmark_model`` binary, whose only interface is its log. Pass
+Why a parser: on devices without Python (most phones), hwlab times ``.tflite``
+models with the stock ``benchmark_model`` binary, whose only interface is its log. Pass
 stdout and stderr together (older releases log everything on stderr). Formats
 (tensorflow/tensorflow ``tensorflow/lite/tools/...``, google-ai-edge/LiteRT
 ``tflite/tools/...``):

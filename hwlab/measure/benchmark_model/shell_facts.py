@@ -1,8 +1,8 @@
-"""What a phone without Python is, read with the shell tools every Android has.
+"""What a device without Python is, read with the shell tools every Android (and Linux) has.
 
 The runner's ``facts`` needs Python; this asks ``sh`` for the few facts a
 benchmark_model table needs (architecture, model, CPUs and their clusters,
-thermal zones) and whether the binary is there. The script is a constant:
+thermal zones) and whether the binary is there; ``getprop`` answers on Android only. The script is a constant:
 nothing from the inventory is pasted into it; paths travel as arguments.
 """
 
