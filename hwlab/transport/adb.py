@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from hwlab.errors import CommandTimeout, DeviceOffline, TransportError
 from hwlab.transport.base import Completed, shell_join
-from hwlab.transport.stream import CommandStream, kill_process_group
+from hwlab.transport.stream import CommandStream, close_pipes, kill_process_group
 
 MIN_RATE = 1_000_000  # bytes/s a slow USB 2 or Wi-Fi link still manages: sizes transfer deadlines
 STATE_POLL_S = 0.2
@@ -337,6 +337,7 @@ class AdbStream(CommandStream):
 
     def _finish(self, stderr: str) -> Completed:
         """adb has exited: the exit code is the one the marker carried (no marker: the link died)."""
+        close_pipes(self._proc)
         self._transport._streams.discard(self)
         if self._rc_text is None:
             raise self._transport._gone(f"{self.argv[0]!r}", stderr)

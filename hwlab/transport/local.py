@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hwlab.errors import CommandTimeout, TransportError
 from hwlab.transport.base import Completed
-from hwlab.transport.stream import CommandStream, kill_process_group
+from hwlab.transport.stream import CommandStream, close_pipes, kill_process_group
 
 
 def _popen(argv: Sequence[str], env: dict[str, str] | None, *, text: bool = True) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -41,6 +41,7 @@ class LocalStream(CommandStream):
         return self._proc.poll() is not None
 
     def _finish(self, stderr: str) -> Completed:
+        close_pipes(self._proc)
         return Completed(self.argv, self._proc.wait(), "", stderr)
 
     def _kill(self) -> None:

@@ -30,7 +30,7 @@ from hwlab.errors import CommandTimeout, TransportError
 from hwlab.transport.base import Completed
 
 POLL_S = 0.2  # how often a silent command's link is checked
-JOIN_S = 10.0  # how long stderr may trail behind the end of stdout
+JOIN_S = 10.0  # how long stderr may stay open once the command has exited (a child it left running)
 SILENCE_HINT = "raise the stop rule's max time or check the device"
 
 
@@ -39,6 +39,13 @@ def kill_process_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def close_pipes(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Close a finished command's pipes (their readers are done)."""
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _pump(pipe: IO[bytes], out: queue.Queue[bytes | None] | list[bytes], heard: list[float]) -> None:
