@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-params", type=int, help="also reject candidates above this many parameters")
     p.add_argument("--latency-source", choices=("predictor", "table"), default="predictor",
                    help="predicted latency, or a lookup-table sum")  # fmt: skip
-    p.add_argument("--table", metavar="NAME", default="spos", help="with --latency-source table: the table's name")
+    p.add_argument("--table", metavar="NAME", help="with --latency-source table: the table's name (default: named"
+                   " after the space, e.g. spos-32-w0.25-c10-s1)")  # fmt: skip
     _space_args(p)
     t = p.add_argument_group("supernet training")
     _train_args(t)

@@ -167,7 +167,7 @@ class SearchRequest:
     plan: SearchPlan
     backend: str = "onnxruntime"
     latency_source: str = "predictor"  # or "table": the sum of a lookup table of this very space
-    table: str = "spos"
+    table: str | None = None  # None: the space's own name (SearchSpace.table_name), never profile's "spos"
     sampling: str = "uniform"  # or "latency-bins"
     bins: int = 5
     method: str = "evolution"  # or "random"
@@ -211,7 +211,8 @@ def latency_source(request: SearchRequest) -> LatencySource:
     """The request's latency source, checked: a fitted predictor, or a complete table of the space."""
     space = request.plan.space
     if request.latency_source == "table":
-        table = LookupTable.at(request.tables_dir, TableId(request.device.name, request.backend, request.table))
+        name = request.table or space.table_name
+        table = LookupTable.at(request.tables_dir, TableId(request.device.name, request.backend, name))
         return TableLatency(space, table)
     return PredictorLatency(space, request.device.name, request.backend, request.predictors_dir)
 

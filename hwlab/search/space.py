@@ -84,6 +84,14 @@ class SearchSpace:
     def channel_search(self) -> bool:
         return len(self.scales) > 1
 
+    @property
+    def table_name(self) -> str:
+        """The lookup table a ``--latency-source table`` search reads by default: named after the space, so a
+        profile of another SPOS size (``hwlab profile --space spos`` writes ``spos``) is never mixed in."""
+        c = self.config
+        scales = "-cs" if self.channel_search else ""
+        return f"spos-{c.input_size}-w{c.width:g}-c{c.num_classes}-s{c.stem_stride}{scales}"
+
     def sample(self, rng: random.Random) -> Arch:
         """Uniform over every layer's choices and scales."""
         return Arch(

@@ -33,11 +33,15 @@ def adb_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     """A private adb server on a free port; its RSA keys live in the test's tmp folder."""
     if ADB is None:
         pytest.skip("the adb client is not installed (scripts/setup --dev installs it)")
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
     home = tmp_path / "adb-home"
     home.mkdir()
-    env = {**os.environ, "HOME": str(home)}
-    subprocess.run([ADB, "start-server"], env=env, capture_output=True, timeout=30, check=True)
+    for _ in range(3):  # a port free a moment ago may be taken by another process before adb binds it
+        monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
+        env = {**os.environ, "HOME": str(home)}
+        started = subprocess.run([ADB, "start-server"], env=env, capture_output=True, text=True, timeout=30)
+        if started.returncode == 0:
+            break
+    assert started.returncode == 0, started.stderr
     yield ADB
     subprocess.run([ADB, "kill-server"], env=env, capture_output=True, timeout=30)
 

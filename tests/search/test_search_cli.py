@@ -32,9 +32,9 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_search_train_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     tables, runs = str(tmp_path / "tables"), tmp_path / "runs"
     rc, out, err = cli(capsys, "profile", "--backend", "onnxruntime", "--space", "spos", *SPACE, "--num-classes", "10",
-                       *FAST, "--tables-dir", tables, "--json")  # fmt: skip
+                       *FAST, "--table", "spos-16-w0.25-c10-s1", "--tables-dir", tables, "--json")  # fmt: skip
     assert rc == 0, err
-    table = LookupTable.at(Path(tables), TableId("local", "onnxruntime", "spos"))
+    table = LookupTable.at(Path(tables), TableId("local", "onnxruntime", "spos-16-w0.25-c10-s1"))
     totals = sorted(r["median_ms"] for r in table)
     budget = sum(totals) / len(totals) * 24  # about the cost of a 24-op architecture: some fit, some do not
     rc, out, err = cli(capsys, "search", "--latency-ms", f"{budget:.4f}", "--latency-source", "table", *SPACE, *TINY,
@@ -85,6 +85,7 @@ def test_search_without_a_predictor_says_how_to_fit_one(capsys: pytest.CaptureFi
                      "--tables-dir", str(tmp_path / "none"), "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
     assert rc == 1 and "holds no measured rows" in err and not (tmp_path / "runs").exists()
     assert "hwlab profile --device local --backend onnxruntime --space spos --input-size 16 --width 0.25" in err
+    assert "--table spos-16-w0.25-c10-s1" in err
     rc, _, err = cli(capsys, "search", "--latency-ms", "1", *SPACE, "--backend", "onnxruntime,torch")
     assert rc == 1 and "search works under one backend" in err
     rc, _, err = cli(capsys, "validate", str(tmp_path / "missing.json"))
