@@ -148,7 +148,8 @@ def spos_block_op(layer: SposLayer, choice: int, scale: float = 1.0) -> OpSpec:
     return OpSpec("spos_shufflenet", size, size, layer.cin, layer.cout, kernel, layer.stride, mid=mid)
 
 
-def _head_ops(config: SposConfig) -> tuple[OpSpec, list[OpSpec]]:
+def spos_head_ops(config: SposConfig) -> tuple[OpSpec, list[OpSpec]]:
+    """The ops every architecture of ``config`` has: the stem, and the last conv, pool and classifier."""
     stem, *_, stage_out, last = config.channels
     size = config.input_size
     stem_op = OpSpec("spos_stem", size, size, 3, stem, stride=config.stem_stride)
@@ -181,14 +182,14 @@ def spos_arch_ops(config: SposConfig, choices: Sequence[int], scales: Sequence[f
                 f"layer {i}: scale {scale} is not in channel_scales {config.channel_scales}",
                 hint="use the config's channel scales, or build the config with this one",
             )
-    stem, tail = _head_ops(config)
+    stem, tail = spos_head_ops(config)
     blocks = [spos_block_op(layer, c, s) for layer, c, s in zip(config.layers(), choices, scales, strict=True)]
     return [stem, *blocks, *tail]
 
 
 def spos_config_ops(config: SposConfig) -> list[OpSpec]:
     """Every unique op of the space of `config`, in a stable order (stem, layers, head)."""
-    stem, tail = _head_ops(config)
+    stem, tail = spos_head_ops(config)
     ops = [stem]
     for layer in config.layers():
         ops += [spos_block_op(layer, c, s) for c in range(len(SPOS_CHOICES)) for s in config.channel_scales]
