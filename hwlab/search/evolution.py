@@ -117,9 +117,11 @@ class _Search:
             self.fastest_ms = min(self.fastest_ms, float(min(latencies)))
         out = []
         for arch, ms in zip(fresh, latencies, strict=True):
+            if c.latency_ms is not None and ms > c.latency_ms:  # the cheap test first: no op list built
+                self.rejected += 1
+                continue
             macs, params = self.space.cost(arch)
-            if ((c.latency_ms is not None and ms > c.latency_ms) or (c.macs is not None and macs > c.macs)
-                    or (c.params is not None and params > c.params)):  # fmt: skip
+            if (c.macs is not None and macs > c.macs) or (c.params is not None and params > c.params):
                 self.rejected += 1
                 continue
             out.append(Candidate(arch, float(ms), macs, params))
