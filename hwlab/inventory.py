@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwlab.errors import DeviceNotFoundError, InventoryError
+from hwlab.names import host_problem, name_problem, serial_problem, user_problem
+from hwlab.yamlfile import YamlProblem, read_yaml
 
 TRANSPORTS = ("local", "ssh", "adb")
 RUNTIMES = ("onnxruntime", "litert", "torch")
@@ -69,17 +69,17 @@ def _port(v: int) -> str | None:
 
 
 SCHEMA: dict[str, Field] = {
-    "name": Field(str, "device name used on the command line (--device NAME)", required=True),
+    "name": Field(str, "device name used on the command line (--device NAME)", required=True, check=name_problem),
     "transport": Field(str, "how hwlab reaches it: local, ssh or adb", required=True, check=_one_of(TRANSPORTS)),
     "description": Field(str, "free text shown by `hwlab devices`", default=""),
     "example": Field(bool, "true for a template to copy and edit; such a device is never profiled", default=False),
     "emulated": Field(bool, "true when the device is an emulator; every row it produces says so", default=False),
-    "host": Field(str, "SSH host name or address (or a Host alias of ~/.ssh/config)"),
+    "host": Field(str, "SSH host name or address (or a Host alias of ~/.ssh/config)", check=host_problem),
     "port": Field(int, "SSH port", check=_port),
-    "user": Field(str, "SSH user"),
+    "user": Field(str, "SSH user", check=user_problem),
     "key_file": Field(str, "SSH private key file"),
     "known_hosts": Field(str, "known_hosts file that verifies the SSH host key (default ~/.ssh/known_hosts)"),
-    "serial": Field(str, "ADB serial (USB serial or host:port)"),
+    "serial": Field(str, "ADB serial (USB serial or host:port)", check=serial_problem),
     "workdir": Field(str, "folder on the device where the runner and models are placed"),
     "python": Field(str, "Python interpreter on the device that runs the runner"),
     "arch": Field(str, "CPU architecture, e.g. aarch64 or x86_64", default=""),
@@ -206,15 +206,11 @@ def parse_device(data: Any, path: str) -> DeviceSpec:
 
 def load_device_file(path: Path) -> DeviceSpec:
     try:
-        text = path.read_text()
+        data, _ = read_yaml(path)
     except OSError as err:
-        raise InventoryError(str(path), None, f"cannot be read ({err.strerror})", "check the path") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InventoryError(str(path), None, f"is not valid YAML{where}", "fix the YAML syntax") from err
+        raise InventoryError(str(path), None, f"cannot be read ({err.strerror})", "check the path") from None
+    except YamlProblem as err:
+        raise InventoryError(str(path), None, str(err), "fix the file: one key per line, UTF-8 text") from None
     return parse_device(data, str(path))
 
 
@@ -230,8 +226,15 @@ def inventory_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_inventory(directory: str | os.PathLike[str] | None = None) -> dict[str, DeviceSpec]:
-    """Every device of the inventory by name; the local host is always there."""
+    """Every device of the inventory by name; the local host is always there.
+
+    A folder that was named (``--inventory DIR``, ``$HWLAB_DEVICES``) must exist: a typo would
+    otherwise read as an empty inventory.
+    """
     folder = inventory_dir(directory)
+    named = bool(directory) or bool(os.environ.get("HWLAB_DEVICES"))
+    if named and not folder.is_dir():
+        raise InventoryError(str(folder), None, "is not a folder", "give the inventory folder (devices/*.yaml)")
     devices: dict[str, DeviceSpec] = {}
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         spec = load_device_file(path)

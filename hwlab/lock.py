@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hwlab.cache import cache_dir
-from hwlab.errors import DeviceBusy
+from hwlab.errors import DeviceBusy, InvalidRequest
+from hwlab.names import name_problem
 
 POLL_S = 0.2
 
@@ -28,6 +29,9 @@ def lock_dir() -> Path:
 @contextmanager
 def device_lock(device: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the device's lock; wait for it at most ``wait_s`` seconds, then refuse."""
+    problem = name_problem(device)
+    if problem:
+        raise InvalidRequest(f"device {problem}", hint="use a device name from the inventory")
     folder = lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{device}.lock"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from hwlab.errors import DeviceNotFoundError, InventoryError
+from hwlab.errors import DeviceNotFoundError, InventoryError, TransportError
 from hwlab.inventory import PACKAGED_DEVICES, get_device, load_inventory
+from hwlab.transport.ssh import SshTarget
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -113,3 +117,64 @@ def test_valid_ssh_device(tmp_path: Path) -> None:
     assert dev.address == "pi@b.lan:2222"
     assert dev.core_mask == (4, 5)
     assert dev.runtimes == ("onnxruntime", "litert", "torch")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("host", "127.0.0.1;touch PWNED"), ("host", "$(touch PWNED)"), ("host", "a b"), ("user", "root;id"),
+     ("name", "../outside"), ("serial", "x;reboot")],
+)  # fmt: skip
+def test_names_that_could_reach_a_shell_or_leave_a_folder_are_refused(tmp_path: Path, field: str, value: str) -> None:
+    fields = {"name": "board", "transport": "ssh" if field != "serial" else "adb", "host": "127.0.0.1",
+              "serial": "0123456789ABCDEF", field: value}  # fmt: skip
+    if fields["transport"] == "adb":
+        del fields["host"]
+    text = "".join(f"{k}: {json.dumps(v)}\n" for k, v in fields.items())
+    write(tmp_path, "board", text)
+    with pytest.raises(InventoryError) as err:
+        load_inventory(tmp_path)
+    assert err.value.field == field
+
+
+def test_a_host_with_shell_characters_never_reaches_match_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class of CVE-2023-51385: ~/.ssh/config's `Match exec` expands %h into a shell command."""
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115 (the runner of Match exec reads stdin)
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    config = tmp_path / "ssh_config"
+    config.write_text(f'Match exec "touch {ran}/%h"\n  User someone\n')
+    assert SshTarget.resolve("board1", ssh_config=str(config)).user == "someone"  # the config is read, exec runs
+    assert [p.name for p in ran.iterdir()] == ["board1"]
+    pwned = tmp_path / "PWNED"
+    with pytest.raises(TransportError, match="shell characters"):
+        SshTarget.resolve(f"x;touch {pwned}", ssh_config=str(config))
+    assert not pwned.exists() and [p.name for p in ran.iterdir()] == ["board1"]
+
+
+# Nine levels of nine references: 9**9 (387 million) nodes once expanded, a few hundred bytes as text.
+ALIAS_BOMB = ("l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [(b"name: a\nname: b\ntransport: local\n", "key 'name' appears twice"),
+     (b"\x00\x01\x02binary", "is binary"),
+     ("name: caf\u00e9\ntransport: local\n".encode("latin-1"), "is not UTF-8 text"),
+     (ALIAS_BOMB, "refused as a bomb"),
+     (b"[unclosed\n", "is not valid YAML at line"),
+     (b"- just\n- a list\n", "must be a YAML mapping")],
+)  # fmt: skip
+def test_malformed_inventory_files_name_the_file_and_the_fix(tmp_path: Path, raw: bytes, said: str) -> None:
+    (tmp_path / "board.yaml").write_bytes(raw)
+    with pytest.raises(InventoryError) as err:
+        load_inventory(tmp_path)
+    assert said in str(err.value) and str(tmp_path / "board.yaml") in str(err.value) and err.value.hint
+
+
+def test_a_named_inventory_folder_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InventoryError, match="is not a folder"):
+        load_inventory(tmp_path / "typo")
+    monkeypatch.setenv("HWLAB_DEVICES", str(tmp_path / "typo"))
+    with pytest.raises(InventoryError, match="is not a folder"):
+        load_inventory()

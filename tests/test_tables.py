@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
+from hwlab.errors import CorruptTailWarning, InvalidRequest, MissingKeyError, TableError, TableMismatch
 from hwlab.tables import LookupTable, TableId, list_tables
 from hwlab.tables.rows import COLUMNS, Row
 
@@ -138,3 +138,18 @@ def test_killed_writer_keeps_every_finished_row(tmp_path: Path) -> None:
     reread = LookupTable(table.folder)
     for key in rows:  # every row has its samples: they are written first
         assert reread.samples(key)["samples_us"][0] == 1.0
+
+
+@pytest.mark.parametrize("text", ["../outside/t", "d/onnxruntime/..", "d/../t", "d/b/x y", "d/b/[/x]"])
+def test_table_names_never_leave_the_tables_folder(text: str) -> None:
+    with pytest.raises(TableError, match="is not a safe name"):
+        TableId.parse(text)
+
+
+def test_a_link_that_leads_out_of_the_tables_folder_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "tables", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    (root / "d" / "onnxruntime").symlink_to(outside)
+    with pytest.raises(InvalidRequest, match="leads outside"):
+        LookupTable.at(root, TableId("d", "onnxruntime", "t"))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hwlab.errors import InvalidRequest, PredictorError, UnknownKernelError
+from hwlab.names import inside, name_problem
 from hwlab.predictors.graph import UNKNOWN_PREFIX, onnx_kernels
 from hwlab.predictors.kernels import Kernel
 from hwlab.predictors.store import LoadedPredictor, load_predictor
@@ -63,7 +64,12 @@ class Prediction:
 
 
 def predictor_dir(root: Path, device: str, backend: str) -> Path:
-    return Path(root) / device / backend
+    """``root/device/backend``: two safe names, never a folder outside ``root``."""
+    for what, value in (("device", device), ("backend", backend)):
+        problem = name_problem(value)
+        if problem:
+            raise PredictorError(f"{what} {problem}", hint="predictors are found by device and backend name")
+    return inside(Path(root), device, backend)
 
 
 class Predictor:

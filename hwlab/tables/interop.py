@@ -35,6 +35,7 @@ import hwlab
 from hwlab.errors import TableError
 from hwlab.tables.rows import Row
 from hwlab.tables.store import LookupTable
+from hwlab.yamlfile import YamlProblem, read_yaml
 
 Format = Literal["ofa", "proxyless"]
 FORMATS: tuple[Format, ...] = ("ofa", "proxyless")
@@ -206,38 +207,16 @@ def parse_ofa_key(key: str) -> dict[str, Any]:
 # -- reading the YAML -----------------------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (a plain load keeps the last and hides the other measurement)."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise TableError(
-                f"key {key!r} appears twice (line {key_node.start_mark.line + 1})",
-                hint="a table holds one measurement per key: remove the duplicate",
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def _load(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
     """The file's mapping and its sha256, or an error that names the file."""
     try:
-        raw = Path(path).read_bytes()
+        data, raw = read_yaml(path)
     except OSError as err:
         raise TableError(f"cannot read {path}: {err.strerror or err}", hint="check the path") from None
-    try:
-        data = yaml.load(raw, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
-    except TableError as err:
-        raise TableError(f"{path}: {err.message}", hint=err.hint) from None
-    except yaml.YAMLError as err:
-        raise TableError(f"{path} is not valid YAML: {err}", hint="pass an OFA or ProxylessNAS lookup table") from None
+    except YamlProblem as err:
+        raise TableError(
+            f"{path} {err}", hint="pass an OFA or ProxylessNAS lookup table, one measurement per key"
+        ) from None
     if not isinstance(data, dict) or not data:
         raise TableError(
             f"{path} holds no lookup table (expected a mapping of block keys, got {type(data).__name__})",

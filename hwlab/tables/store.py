@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
+from hwlab.names import inside, name_problem
 from hwlab.tables.rows import Row
 
 FORMAT_VERSION = 1
@@ -105,6 +106,12 @@ class TableId:
     backend: str
     name: str
 
+    def __post_init__(self) -> None:
+        for what, value in (("device", self.device), ("backend", self.backend), ("table", self.name)):
+            problem = name_problem(value)
+            if problem:
+                raise TableError(f"{what} {problem}", hint="tables are named DEVICE/BACKEND/NAME, each one safe name")
+
     def __str__(self) -> str:
         return f"{self.device}/{self.backend}/{self.name}"
 
@@ -128,7 +135,8 @@ class LookupTable:
 
     @classmethod
     def at(cls, root: Path, table: TableId) -> LookupTable:
-        return cls(Path(root) / table.device / table.backend / table.name)
+        """The table's folder under ``root``; it never resolves outside ``root``."""
+        return cls(inside(Path(root), table.device, table.backend, table.name))
 
     @property
     def exists(self) -> bool:

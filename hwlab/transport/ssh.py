@@ -37,6 +37,7 @@ from hwlab.errors import (
     TransportError,
     UnknownHostKey,
 )
+from hwlab.names import host_problem, user_problem
 from hwlab.transport.base import Completed, shell_join
 from hwlab.transport.stream import CommandStream
 
@@ -81,7 +82,14 @@ class SshTarget:
         ssh_config: str | None = None,
     ) -> SshTarget:
         """Inventory values win; ~/.ssh/config (Host alias, HostName, Port, User, IdentityFile,
-        ProxyJump) fills the rest."""
+        ProxyJump) fills the rest.
+
+        ``host`` reaches the config's token expansion (``Match exec "... %h"`` runs a shell), so a
+        host with shell characters is refused before the config is read, like OpenSSH 9.6 does.
+        """
+        for problem in (host_problem(host), user_problem(user) if user is not None else None):
+            if problem:
+                raise TransportError(problem, hint="fix host/user in the inventory (or the ProxyJump of ~/.ssh/config)")
         config = paramiko.SSHConfig()
         path = Path(os.path.expanduser(ssh_config or "~/.ssh/config"))
         if path.is_file():
