@@ -140,7 +140,7 @@ def test_killed_writer_keeps_every_finished_row(tmp_path: Path) -> None:
         assert reread.samples(key)["samples_us"][0] == 1.0
 
 
-@pytest.mark.parametrize("text", ["../outside/t", "d/onnxruntime/..", "d/../t", "d/b/x y", "d/b/[/x]"])
+@pytest.mark.parametrize("text", ["../outside/t", "d/onnxruntime/..", "d/../t", "d/b/x y", "d/[b]/x"])
 def test_table_names_never_leave_the_tables_folder(text: str) -> None:
     with pytest.raises(TableError, match="is not a safe name"):
         TableId.parse(text)
