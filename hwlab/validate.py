@@ -73,6 +73,7 @@ def validate(
     measuring: Measuring = Measuring(),
     progress: Progress | None = None,
     transport: Transport | None = None,
+    force: bool = False,
 ) -> Validation:
     """Measure ``arch_file``'s network on ``device`` and append the outcome to the file."""
     from hwlab.export import export_module
@@ -91,7 +92,7 @@ def validate(
     predicted = None
     if (predictor_dir(Path(predictors_root), device.name, backend) / "predictor.json").exists():
         onnx = export_module(net, inputs, "onnx", name=key).path
-        predicted = Predictor.load(device.name, backend, predictors_root).predict_onnx(onnx).total_ms
+        predicted = Predictor.load(device.name, backend, predictors_root, force=force).predict_onnx(onnx).total_ms
     budget = budget_ms if budget_ms is not None else (record.extra.get("search") or {}).get("latency_budget_ms")
     result = Validation(device.name, backend, float(row["median_ms"]), predicted, budget, str(report.table.folder),
                         key, row.get("measured_at"), bool(row.get("emulated")))  # fmt: skip

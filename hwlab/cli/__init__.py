@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hwlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"hwlab {hwlab.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (for a bug report)")
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, help="what to do (COMMAND --help: details and examples)"
     )
@@ -55,10 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except HwlabError as exc:
+        if args.debug:
+            raise
         err.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
             err.print(f"  [bold]fix:[/] {escape(exc.hint)}")
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line and how to report it, the traceback on --debug
+        if args.debug:
+            raise
+        err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}")
+        err.print("  [bold]fix:[/] this is a bug in hwlab: rerun with `hwlab --debug ...` and report the traceback")
+        return 70
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: every finished row is kept; run the same command again to resume")
         return 130

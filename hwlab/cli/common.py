@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from hwlab.inventory import CORE_MASK_RULES, RUNTIMES
@@ -103,6 +106,29 @@ def add_folder_args(p: argparse.ArgumentParser, *folders: str) -> None:
         p.add_argument(f"--{name}-dir", type=Path, default=Path(default), metavar="DIR", help=what)
 
 
+def add_force_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="use a predictor or table whose own metadata names another device or backend (a copied folder)",
+    )
+
+
+def print_json(data: object) -> None:
+    """``--json`` output: strict JSON (a non-finite number is null, never NaN or Infinity, which are not JSON)."""
+    print(json.dumps(_finite(data), indent=2, allow_nan=False, default=str))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def add_json_arg(
     p: argparse.ArgumentParser, what: str = "print JSON on stdout for scripts", *, suppress: bool = False
 ) -> None:
@@ -124,31 +150,42 @@ def core_mask(text: str) -> tuple[int, ...] | str:
     return text if text in CORE_MASK_RULES else _ints(text)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {value}")
-    return value
+def whole(minimum: int = 0) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {value}")
+        return value
+
+    return parse
 
 
-def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text}")
-    return value
+positive_int = whole(1)
 
 
-def positive(text: str) -> float:
-    value = non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, not 0")
-    return value
+def number(low: float = 0.0, high: float = math.inf, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (``low_open``: above ``low``). nan and inf never pass."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+            raise argparse.ArgumentTypeError(f"expected a finite number {bounds}, not {text}")
+        return value
+
+    return parse
+
+
+non_negative = number(0.0)
+positive = number(0.0, low_open=True)
 
 
 def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) -> None:
@@ -186,7 +223,9 @@ def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) 
     m.add_argument(
         "--ci", type=non_negative, default=d.stop.ci_rel, help="stop once the 95%% CI of the median is within ±this"
     )
-    m.add_argument("--max-temp", type=float, metavar="C", help="cool down below this °C before each model")
+    m.add_argument(
+        "--max-temp", type=number(-273.15, 200.0), metavar="C", help="cool down below this °C before each model"
+    )
     m.add_argument("--pause", type=non_negative, default=0.0, metavar="SECONDS", help="pause before each model")
 
 

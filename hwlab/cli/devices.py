@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hwlab.cli.common import add_device_args, add_inventory_arg, add_json_arg, command
+from hwlab.cli.common import add_device_args, add_inventory_arg, add_json_arg, command, print_json
 from hwlab.cli.console import stderr_console
 from hwlab.doctor import diagnose
 from hwlab.errors import HostKeyNotTrusted, InvalidRequest
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_devices(args: argparse.Namespace) -> int:
     devices = load_inventory(args.inventory)
     if args.json:
-        print(json.dumps([{**d.__dict__, "address": d.address} for d in devices.values()], indent=2, default=list))
+        print_json([{**d.__dict__, "address": d.address} for d in devices.values()])
         return 0
     table = Table(title=f"devices in {inventory_dir(args.inventory)}")
     for col in ("name", "transport", "address", "soc", "runtimes", "threads", "core mask", "note"):
@@ -104,15 +104,28 @@ def cmd_trust(args: argparse.Namespace) -> int:
             f"the key's fingerprint is {shown}, not {args.fingerprint}: refusing to trust it",
             hint="check that you reach the right device; its key may have been replaced",
         )
-    if not (args.yes or args.fingerprint) and console.input("trust it? [y/N] ").strip().lower() not in ("y", "yes"):
+    if not (args.yes or args.fingerprint) and _confirm(console, "trust it? [y/N] ") not in ("y", "yes"):
         console.print("not trusted")
         return 1
     trust_host_key(target, key)
     if args.json:
-        print(json.dumps({"device": device.name, "fingerprint": shown, "known_hosts": target.known_hosts}))
+        print_json({"device": device.name, "fingerprint": shown, "known_hosts": target.known_hosts})
     else:
         console.print(f"added to {escape(target.known_hosts)}")
     return 0
+
+
+def _confirm(console: Console, question: str) -> str:
+    """The user's answer, lower-cased; an error, not an EOFError, when nobody can answer."""
+    if not sys.stdin.isatty():
+        raise InvalidRequest(
+            "confirming a host key needs a terminal (stdin is not one)",
+            hint="pass --fingerprint SHA256:... (checked) or --yes (trust the key shown)",
+        )
+    try:
+        return console.input(question).strip().lower()
+    except EOFError:
+        return ""
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -123,7 +136,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     finally:
         transport.close()
     if args.json:
-        print(json.dumps({"facts": facts, "findings": [f.__dict__ for f in findings]}, indent=2, sort_keys=True))
+        print_json({"facts": facts, "findings": [f.__dict__ for f in findings]})
     else:
         console = Console()
         if facts is not None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from hwlab.cli.common import add_folder_args, add_json_arg, command
+from hwlab.cli.common import add_folder_args, add_json_arg, command, positive_int, print_json
 from hwlab.errors import TableError
 from hwlab.inventory import RUNTIMES
 from hwlab.tables import LookupTable, TableId
@@ -45,7 +44,9 @@ def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[
     imp.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="file format")
     imp.add_argument("--source", help="provenance 'owner/repo @ commit, path' (needed for unrecognised files)")
     imp.add_argument("--source-device", help="the device as the source describes it (default: --device)")
-    imp.add_argument("--resolution", type=int, help="input resolution (default: read from the first conv's key)")
+    imp.add_argument(
+        "--resolution", type=positive_int, help="input resolution (default: read from the first conv's key)"
+    )
     add_folder_args(imp, "tables")
     add_json_arg(imp)
     imp.set_defaults(handler=cmd_import)
@@ -103,7 +104,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(done, indent=2))
+        print_json(done)
         return 0
     console = Console()
     for d in done:
@@ -119,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise TableError(f"no table {tid} under {args.tables_dir}", hint="see `hwlab tables list`")
     report = export_ofa_yaml(table, args.output)
     if args.json:
-        print(json.dumps({"path": str(report.path), "written": report.written, "skipped": report.skipped}, indent=2))
+        print_json({"path": str(report.path), "written": report.written, "skipped": report.skipped})
         return 0
     console = Console()
     console.print(f"{tid} -> {report.path}: {report.written} rows")

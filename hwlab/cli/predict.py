@@ -7,7 +7,6 @@ Each takes one backend or a comma list and does its work for each in turn; with
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +20,14 @@ from hwlab.cli.common import (
     add_backend_arg,
     add_device_args,
     add_folder_args,
+    add_force_arg,
     add_json_arg,
     add_measuring_args,
     command,
     measuring,
+    positive_int,
+    print_json,
+    whole,
 )
 from hwlab.cli.console import stderr_console
 from hwlab.errors import PredictorError
@@ -54,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("model", type=Path, help="an .onnx file (batch 1, fixed input shape)")
     _common(p, measures=False)
     p.add_argument("--allow-unknown", action="store_true", help="predict ops without a regressor as 0 (lower bound)")
+    add_force_arg(p)
     p.set_defaults(handler=cmd_predict)
 
     p = command(
@@ -84,10 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         examples=["hwlab predictors fit --device local", "hwlab predictors fit --device rk3399 --core-mask big"],
     )
     _common(fit, measures=True, folders=("tables", "predictors"))
-    fit.add_argument("--spos-models", type=int, default=12, help="SPOS training architectures")
-    fit.add_argument("--family-models", type=int, default=8, help="training models per zoo family")
-    fit.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the training models")
+    fit.add_argument("--spos-models", type=positive_int, default=12, help="SPOS training architectures")
+    fit.add_argument("--family-models", type=positive_int, default=8, help="training models per zoo family")
+    fit.add_argument("--rounds", type=whole(0), default=1, help="adaptive sampling rounds")
+    fit.add_argument("--seed", type=whole(0), default=0, help="seed of the training models")
     fit.set_defaults(handler=cmd_fit)
     show = command(
         psub,
@@ -98,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         examples=["hwlab predictors show --device local", "hwlab predictors show --device local --json"],
     )
     _common(show, measures=False)
+    add_force_arg(show)
     show.set_defaults(handler=cmd_show)
     ev = command(
         psub,
@@ -108,9 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         examples=["hwlab predictors eval --device local", "hwlab predictors eval --device local --spos 40"],
     )
     _common(ev, measures=True, folders=("tables", "predictors"))
-    ev.add_argument("--spos", type=int, default=20, help="held-out SPOS architectures")
-    ev.add_argument("--per-family", type=int, default=7, help="held-out models per zoo family")
-    ev.add_argument("--seed", type=int, default=1000, help="seed of the held-out models")
+    ev.add_argument("--spos", type=whole(0), default=20, help="held-out SPOS architectures")
+    ev.add_argument("--per-family", type=whole(0), default=7, help="held-out models per zoo family")
+    ev.add_argument("--seed", type=whole(0), default=1000, help="seed of the held-out models")
+    add_force_arg(ev)
     ev.add_argument("--plot", type=Path, help="PNG scatter plot (default: PREDICTORS_DIR/<device>/<backend>/eval.png)")
     ev.set_defaults(handler=cmd_eval)
 
@@ -141,10 +147,10 @@ def _for_each_backend(args: argparse.Namespace, work: Callable[[ProfileRequest],
 def cmd_predict(args: argparse.Namespace) -> int:
     results = []
     for backend in _fitted_backends(args):
-        predictor = Predictor.load(args.device, backend, args.predictors_dir)
+        predictor = Predictor.load(args.device, backend, args.predictors_dir, force=args.force)
         results.append((backend, predictor.predict_onnx(args.model, allow_unknown=args.allow_unknown)))
     if args.json:
-        print(json.dumps([{"backend": b, **p.to_json()} for b, p in results], indent=2))
+        print_json([{"backend": b, **p.to_json()} for b, p in results])
         return 0
     console = Console()
     for backend, prediction in results:
@@ -172,7 +178,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         args, lambda base: (base.backend, measure_fusion_rules(replace(base, settings=FitPlan().fusion_settings)))
     )
     if args.json:
-        print(json.dumps([{"backend": b, **rules.to_json()} for b, rules in found], indent=2))
+        print_json([{"backend": b, **rules.to_json()} for b, rules in found])
         return 0
     for backend, rules in found:
         print_rules(Console(), rules, backend)
@@ -202,7 +208,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args, lambda base: (base.backend, fit_predictor(base, plan, root=args.predictors_dir, say=console.print))
     )
     if args.json:
-        print(json.dumps([{"backend": b, **p.loaded.summary()} for b, p in fitted], indent=2, default=str))
+        print_json([{"backend": b, **p.loaded.summary()} for b, p in fitted])
         return 0
     for backend, predictor in fitted:
         _print_summary(console, predictor, backend)
@@ -224,9 +230,9 @@ def _print_summary(console: Console, predictor: Predictor, backend: str) -> None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    shown = [(b, Predictor.load(args.device, b, args.predictors_dir)) for b in _fitted_backends(args)]
+    shown = [(b, Predictor.load(args.device, b, args.predictors_dir, force=args.force)) for b in _fitted_backends(args)]
     if args.json:
-        print(json.dumps([{"backend": b, **p.loaded.summary()} for b, p in shown], indent=2, default=str))
+        print_json([{"backend": b, **p.loaded.summary()} for b, p in shown])
         return 0
     console = Console()
     for backend, predictor in shown:
@@ -243,12 +249,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if plot is not None and several:
             plot = plot.with_name(f"{plot.stem}-{base.backend}{plot.suffix}")  # one plot per backend
         result, written = evaluate_and_report(base, args.predictors_dir, spos_count=args.spos,
-                                              family_count=args.per_family, seed=args.seed, plot=plot)  # fmt: skip
+                                              family_count=args.per_family, seed=args.seed, plot=plot,
+                                              force=args.force)  # fmt: skip
         return base.backend, result, written
 
     done = _for_each_backend(args, report)
     if args.json:
-        print(json.dumps([{"backend": b, **report} for b, _, report in done], indent=2))
+        print_json([{"backend": b, **report} for b, _, report in done])
         return 0
     console = Console()
     for backend, result, report in done:

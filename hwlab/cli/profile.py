@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rich.console import Console
@@ -28,6 +27,10 @@ from hwlab.cli.common import (
     command,
     measure_settings,
     measuring,
+    number,
+    positive_int,
+    print_json,
+    whole,
 )
 from hwlab.cli.console import stderr_console
 from hwlab.inventory import get_device
@@ -44,10 +47,11 @@ finished op is kept; the same command again measures only what is missing.
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.6,1.0 — not {text!r}") from None
+    scale = number(0.0, 8.0, low_open=True)
+    values = tuple(scale(x) for x in text.split(",") if x.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales, e.g. 0.6,1.0, not {text!r}")
+    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -76,13 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_backend_arg(p)
     p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`)")
     g = p.add_argument_group("space parameters")
-    g.add_argument("--input-size", type=int, help="spos: input image size (default 224; e.g. 32 for small images)")
+    g.add_argument("--input-size", type=whole(8), help="spos: input image size (default 224; e.g. 32 for small images)")
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
-    g.add_argument("--width", type=float, help="spos: width multiplier of stem and stages (default 1.0)")
-    g.add_argument("--num-classes", type=int, help="spos: classifier outputs (default 1000)")
+    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), help="spos: width multiplier (default 1.0)")
+    g.add_argument("--num-classes", type=whole(2), help="spos: classifier outputs (default 1000)")
     g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
-    g.add_argument("--count", type=int, help="generic: number of sampled ops; kernels: training models per family")
-    g.add_argument("--seed", type=int, help="generic, kernels: sampling seed")
+    g.add_argument("--count", type=positive_int, help="generic: number of sampled ops; kernels: models per family")
+    g.add_argument("--seed", type=whole(0), help="generic, kernels: sampling seed")
     add_measuring_args(p, stop_rules=True)
     o = p.add_argument_group("output")
     add_folder_args(o, "tables")
@@ -97,7 +101,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
     spaces = [{"space": n, "description": d, "parameters": space_parameters(n)} for n, d in describe_spaces().items()]
     if args.json:
-        print(json.dumps(spaces, indent=2))
+        print_json(spaces)
         return 0
     table = Table(title="operator spaces")
     for col in ("space", "what it holds", "parameters"):
@@ -140,7 +144,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise next(iter(done.refused.values()))
     if args.json:
         refused = [{"backend": b, "refused": e.message, "fix": e.hint} for b, e in done.refused.items()]
-        print(json.dumps([_report_json(r) for r in done.reports] + refused, indent=2))
+        print_json([_report_json(r) for r in done.reports] + refused)
     else:
         print_summary(console, done.reports)
         for backend, err in done.refused.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,17 @@ from hwlab.cli.common import (
     add_backend_arg,
     add_device_args,
     add_folder_args,
+    add_force_arg,
     add_json_arg,
     add_measuring_args,
     command,
     measure_settings,
     measuring,
+    number,
+    positive,
+    positive_int,
+    print_json,
+    whole,
 )
 from hwlab.cli.console import stderr_console
 from hwlab.cli.profile import PhaseBars, _progress_bar
@@ -70,9 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_device_args(p)
     add_backend_arg(p, several=False)
-    p.add_argument("--latency-ms", type=float, required=True, help="latency budget on the device (ms)")
-    p.add_argument("--max-macs", type=int, help="also reject candidates above this many multiply-accumulates")
-    p.add_argument("--max-params", type=int, help="also reject candidates above this many parameters")
+    p.add_argument("--latency-ms", type=positive, required=True, help="latency budget on the device (ms)")
+    p.add_argument("--max-macs", type=positive_int, help="also reject candidates above this many multiply-accumulates")
+    p.add_argument("--max-params", type=positive_int, help="also reject candidates above this many parameters")
     p.add_argument("--latency-source", choices=("predictor", "table"), default="predictor",
                    help="predicted latency, or a lookup-table sum")  # fmt: skip
     p.add_argument("--table", metavar="NAME", help="with --latency-source table: the table's name (default: named"
@@ -82,25 +87,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _train_args(t)
     t.add_argument("--sampling", choices=("uniform", "latency-bins"), default="uniform",
                    help="paths uniformly, or uniformly within latency bins")  # fmt: skip
-    t.add_argument("--bins", type=int, default=5, help="latency bins for --sampling latency-bins")
+    t.add_argument("--bins", type=whole(2), default=5, help="latency bins for --sampling latency-bins")
     t.add_argument("--sharing", choices=("nested", "separate"), default="nested",
                    help="a layer's choice blocks share weights, kernels nested (trains at small scale),"
                    " or each has its own (the paper's supernet)")  # fmt: skip
     e = p.add_argument_group("search")
     e.add_argument("--random", action="store_true", help="random search with as many evaluations (the baseline)")
-    e.add_argument("--population", type=int, default=50, help="candidates per generation")
-    e.add_argument("--iterations", type=int, default=20, help="generations")
-    e.add_argument("--parents", type=int, default=10, help="top candidates kept as parents")
-    e.add_argument("--mutations", type=int, default=25, help="mutants per generation")
-    e.add_argument("--crossovers", type=int, default=25, help="crossovers per generation")
-    e.add_argument("--mutation-prob", type=float, default=0.1, help="chance that a gene is redrawn in a mutant")
-    e.add_argument("--recal-batches", type=int, default=5, help="BN recalibration batches per candidate")
-    e.add_argument("--search-seed", type=int, default=0, help="seed of the evolution or random draws")
+    e.add_argument("--population", type=positive_int, default=50, help="candidates per generation")
+    e.add_argument("--iterations", type=positive_int, default=20, help="generations")
+    e.add_argument("--parents", type=positive_int, default=10, help="top candidates kept as parents")
+    e.add_argument("--mutations", type=whole(0), default=25, help="mutants per generation")
+    e.add_argument("--crossovers", type=whole(0), default=25, help="crossovers per generation")
+    e.add_argument("--mutation-prob", type=number(0.0, 1.0), default=0.1, help="chance that a gene is redrawn")
+    e.add_argument("--recal-batches", type=whole(0), default=5, help="BN recalibration batches per candidate")
+    e.add_argument("--search-seed", type=whole(0), default=0, help="seed of the evolution or random draws")
     o = p.add_argument_group("output and validation")
     add_folder_args(o, "runs", "tables", "predictors")
     o.add_argument("--out", type=Path, help="output folder (default RUNS_DIR/search/DEVICE-BACKEND-BUDGETms-METHOD)")
     o.add_argument("--no-validate", action="store_true", help="do not measure the winner on the device")
     add_measuring_args(p, stop_rules=True)
+    add_force_arg(p)
     add_json_arg(p)
     p.set_defaults(handler=cmd_search)
 
@@ -135,8 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_device_args(va)
     add_backend_arg(va)
     add_folder_args(va, "tables", "predictors")
-    va.add_argument("--budget-ms", type=float, help="the budget to check (default: the search's)")
+    va.add_argument("--budget-ms", type=positive, help="the budget to check (default: the search's)")
     add_measuring_args(va, stop_rules=True)
+    add_force_arg(va)
     add_json_arg(va)
     va.set_defaults(handler=cmd_validate)
 
@@ -145,10 +152,10 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("space and data")
     g.add_argument("--data", default="digits", help="'digits' (bundled), a .npz with x and y, or an image"
                    " folder (one sub-folder per class)")  # fmt: skip
-    g.add_argument("--input-size", type=int, default=32, help="input side in pixels")
-    g.add_argument("--width", type=float, default=0.25, help="width multiplier")
+    g.add_argument("--input-size", type=whole(8), default=32, help="input side in pixels")
+    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), default=0.25, help="width multiplier")
     g.add_argument("--stem-stride", type=int, choices=(1, 2), default=1, help="stem stride")
-    g.add_argument("--num-classes", type=int, help="classifier outputs (default: the data's classes)")
+    g.add_argument("--num-classes", type=whole(2), help="classifier outputs (default: the data's classes)")
     g.add_argument("--channel-search", action="store_true", help="also search middle-channel scales 0.2 .. 1.6")
 
 
@@ -156,10 +163,10 @@ def _train_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
     from hwlab.search.train import TrainSettings
 
     d = TrainSettings()
-    g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
-    g.add_argument("--lr", type=float, default=d.lr, help="initial learning rate, decays linearly")
-    g.add_argument("--seed", type=int, default=d.seed, help="training and data-split seed")
+    g.add_argument("--epochs", type=whole(0), default=d.epochs, help="training epochs")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="batch size")
+    g.add_argument("--lr", type=positive, default=d.lr, help="initial learning rate, decays linearly")
+    g.add_argument("--seed", type=whole(0), default=d.seed, help="training and data-split seed")
 
 
 def _train_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -187,7 +194,7 @@ def search_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     request = SearchRequest(
         get_device(args.device, args.inventory), plan, backend, args.latency_source, args.table, args.sampling,
         args.bins, "random" if args.random else "evolution", args.search_seed, args.runs_dir, args.tables_dir,
-        args.predictors_dir, args.out, not args.no_validate, measuring(args), measure_settings(args),
+        args.predictors_dir, args.out, not args.no_validate, measuring(args), measure_settings(args), args.force,
     )  # fmt: skip
     return request, data
 
@@ -204,7 +211,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     summary = outcome.to_json()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         _print_search(Console(), summary, args.latency_ms)
     return 0
@@ -241,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         done = retrain(args.arch, args.data, _train_settings(args), export=not args.no_export,
                        progress=PhaseBars(bar, "train"))  # fmt: skip
     if args.json:
-        print(json.dumps(done.to_json(), indent=2))
+        print_json(done.to_json())
         return 0
     console = Console()
     console.print(f"validation accuracy {done.val_accuracy:.1%} after {done.epochs} epochs; weights {done.weights}")
@@ -262,9 +269,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             done.append(validate(args.arch, device, backend, budget_ms=args.budget_ms,
                                  predictors_root=args.predictors_dir, tables_root=args.tables_dir,
                                  settings=measure_settings(args), measuring=measuring(args),
-                                 progress=PhaseBars(bar, backend)))  # fmt: skip
+                                 progress=PhaseBars(bar, backend), force=args.force))  # fmt: skip
     if args.json:
-        print(json.dumps([v.to_json() for v in done], indent=2))
+        print_json([v.to_json() for v in done])
         return 0
     console = Console()
     for v in done:

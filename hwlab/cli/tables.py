@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.console import Console
 from rich.table import Table
 
-from hwlab.cli.common import add_folder_args, add_json_arg, command
+from hwlab.cli.common import add_folder_args, add_json_arg, command, print_json
 from hwlab.cli.interop import register_interop
 from hwlab.errors import TableError
 from hwlab.tables import LookupTable, TableId, list_tables
@@ -78,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print_json(entries)
         return 0
     if not entries:
         Console().print(f"no tables under {args.tables_dir}: run `hwlab profile` first")
@@ -110,7 +109,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise TableError(f"no column {args.sort!r}", hint=f"sort by one of: {', '.join(rows[0])}")
     rows.sort(key=lambda r: (r.get(args.sort) is None, r.get(args.sort) or 0))
     if args.json:
-        print(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        print_json({"meta": meta, "rows": rows})
         return 0
     fixed = meta.get("fixed", {})
     title = (

@@ -98,6 +98,7 @@ def kernel_space(context: SpaceContext, count: int = 8, seed: int = 0) -> list[M
             f"no fusion rules measured for {device}/{backend} in {context.tables_root}",
             hint=f"measure them first: hwlab predictors rules --device {device} --backend {backend}",
         )
+    fusion.check_measured_on(device, backend)
     rules = rules_from_table(fusion.rows())
     return distinct_kernels(
         training_models(seed, count, count, SposConfig(input_size=64, channel_scales=TRAINING_CHANNEL_SCALES)), rules

@@ -166,10 +166,11 @@ def evaluate_and_report(
     seed: int = 1000,
     plot: Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> tuple[Evaluation, dict[str, object]]:
     """Evaluate the fitted predictor of ``base``'s device and backend with the plan it was fitted with, and
     write the report beside it: ``eval.json`` and a scatter plot (default ``eval.png``)."""
-    predictor = Predictor.load(base.device.name, base.backend, root)
+    predictor = Predictor.load(base.device.name, base.backend, root, force=force)
     plan_fields = predictor.loaded.meta.get("plan", {})
     plan = FitPlan(**{k: v for k, v in plan_fields.items() if k in FitPlan.__dataclass_fields__})
     result = evaluate(base, predictor, plan, spos_count=spos_count, family_count=family_count, seed=seed,

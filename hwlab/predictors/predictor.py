@@ -81,14 +81,25 @@ class Predictor:
         self.overhead = Overhead(**loaded.meta.get("overhead", {}))
 
     @classmethod
-    def load(cls, device: str, backend: str, root: str | os.PathLike[str] = "predictors") -> Predictor:
+    def load(
+        cls, device: str, backend: str, root: str | os.PathLike[str] = "predictors", *, force: bool = False
+    ) -> Predictor:
+        """The predictor fitted for ``device`` and ``backend``; one whose own metadata names another device
+        or backend (a folder copied or renamed) is refused unless ``force``."""
         folder = predictor_dir(Path(root), device, backend)
         if not (folder / "predictor.json").exists():
             raise PredictorError(
                 f"no predictor for {device}/{backend} in {root}",
                 hint=f"train one: hwlab predictors fit --device {device} --backend {backend}",
             )
-        return cls(load_predictor(folder))
+        loaded = load_predictor(folder)
+        fitted = (loaded.meta.get("device"), loaded.meta.get("backend"))
+        if fitted != (device, backend) and not force:
+            raise PredictorError(
+                f"{folder} holds a predictor fitted for {fitted[0]}/{fitted[1]}, not {device}/{backend}",
+                hint=f"fit one for {device}/{backend} (hwlab predictors fit), or pass --force to use it anyway",
+            )
+        return cls(loaded)
 
     def kernel_ms(self, kernels: list[Kernel], allow_unknown: bool = False) -> tuple[list[float], list[str]]:
         """Predicted ms per kernel (batched per type), and the types predicted as 0 for want of a regressor."""

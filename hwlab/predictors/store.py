@@ -33,6 +33,7 @@ import numpy as np
 
 from hwlab import __version__
 from hwlab.errors import PredictorError
+from hwlab.npzfile import ArrayFileProblem, read_npz
 from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.predictors.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
 
@@ -256,24 +257,16 @@ def _load_ensemble(folder: Path, kernel_type: str, entry: dict[str, Any]) -> Tre
         )
     if not data.startswith(b"PK"):
         raise PredictorError(f"{where}: {name} is not an .npz archive", hint="restore it or retrain")
-    arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            extra = set(npz.files) - set(TreeEnsemble.ARRAYS)
-            if extra:
-                raise PredictorError(f"{where}: {name} holds unexpected members {sorted(extra)}", hint=_REWRITE)
-            for key in TreeEnsemble.ARRAYS:
-                value = npz[key]
-                if not isinstance(value, np.ndarray):
-                    raise PredictorError(f"{where}: member {key!r} of {name} is not an array", hint=_REWRITE)
-                arrays[key] = value
-    except KeyError as err:
-        raise PredictorError(f"{where}: {name} lacks the array {err}", hint=_REWRITE) from None
-    except ValueError as err:  # numpy refuses object (pickled) arrays when allow_pickle=False
-        raise PredictorError(
-            f"{where}: {name} could not be read as plain arrays ({err}); pickled members are never loaded",
-            hint="retrain the predictor",
-        ) from None
+        arrays = read_npz(data)
+    except ArrayFileProblem as err:
+        raise PredictorError(f"{where}: {name} {err}", hint="retrain the predictor") from None
+    extra = set(arrays) - set(TreeEnsemble.ARRAYS)
+    if extra:
+        raise PredictorError(f"{where}: {name} holds unexpected members {sorted(extra)}", hint=_REWRITE)
+    lacking = [key for key in TreeEnsemble.ARRAYS if key not in arrays]
+    if lacking:
+        raise PredictorError(f"{where}: {name} lacks the array {lacking[0]!r}", hint=_REWRITE)
     try:
         ensemble = TreeEnsemble(
             combine=entry["combine"],

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from hwlab.errors import DataError
+from hwlab.npzfile import ArrayFileProblem, read_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -71,13 +72,20 @@ def load_data(source: str | Path = "digits", size: int = 32, val_fraction: float
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "x" not in archive or "y" not in archive:
-                raise DataError(f"{path} holds {sorted(archive.files)}, not arrays x and y",
-                                hint="save with np.savez(path, x=images, y=labels)")  # fmt: skip
-            return archive["x"], archive["y"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", hint="give a .npz written by numpy.savez") from None
+        archive = read_npz(path)
+    except ArrayFileProblem as exc:
+        raise DataError(f"{path} {exc}", hint="give a .npz written by numpy.savez(path, x=images, y=labels)") from None
+    if "x" not in archive or "y" not in archive:
+        raise DataError(f"{path} holds {sorted(archive)}, not arrays x and y",
+                        hint="save with np.savez(path, x=images, y=labels)")  # fmt: skip
+    x, y = archive["x"], archive["y"]
+    if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{path}: x has shape {x.shape} and y {y.shape}; they must hold the same number of"
+                        " samples (x: N,H,W / N,H,W,C / N,C,H,W; y: N labels)", hint="fix the arrays")  # fmt: skip
+    if not np.issubdtype(y.dtype, np.integer) or not (np.issubdtype(x.dtype, np.number) and np.isfinite(x).all()):
+        raise DataError(f"{path}: x must hold finite numbers and y integer labels (got {x.dtype}, {y.dtype})",
+                        hint="save images as uint8 or floats and labels as integers")  # fmt: skip
+    return x, y
 
 
 def _read_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -179,6 +179,7 @@ class SearchRequest:
     validate: bool = True
     measuring: Measuring = Measuring()
     settings: MeasureSettings = MeasureSettings()
+    force: bool = False  # use a predictor or table whose metadata names another device or backend
 
     @property
     def out_dir(self) -> Path:
@@ -213,8 +214,8 @@ def latency_source(request: SearchRequest) -> LatencySource:
     if request.latency_source == "table":
         name = request.table or space.table_name
         table = LookupTable.at(request.tables_dir, TableId(request.device.name, request.backend, name))
-        return TableLatency(space, table)
-    return PredictorLatency(space, request.device.name, request.backend, request.predictors_dir)
+        return TableLatency(space, table, force=request.force)
+    return PredictorLatency(space, request.device.name, request.backend, request.predictors_dir, force=request.force)
 
 
 def search(
@@ -262,6 +263,6 @@ def search(
         outcome.validation = validate(
             files["arch"], request.device, request.backend, budget_ms=plan.constraints.latency_ms,
             predictors_root=request.predictors_dir, tables_root=request.tables_dir, settings=request.settings,
-            measuring=request.measuring, progress=bars("validate"),
+            measuring=request.measuring, progress=bars("validate"), force=request.force,
         )  # fmt: skip
     return outcome

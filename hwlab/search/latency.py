@@ -33,13 +33,15 @@ class LatencySource(Protocol):
 class PredictorLatency:
     """Predicted latency from the fitted predictor of (device, backend)."""
 
-    def __init__(self, space: SearchSpace, device: str, backend: str, root: Path = Path("predictors")) -> None:
+    def __init__(
+        self, space: SearchSpace, device: str, backend: str, root: Path = Path("predictors"), *, force: bool = False
+    ) -> None:
         from hwlab.predictors.fastpath import SposLatencyTable
         from hwlab.predictors.predictor import Predictor
 
         self.space = space
         self.name = f"predictor {device}/{backend}"
-        predictor = Predictor.load(device, backend, root)
+        predictor = Predictor.load(device, backend, root, force=force)
         self.table = SposLatencyTable(predictor, space.config)
         fitted = predictor.loaded.meta.get("plan", {}).get("spos_input")
         config = space.config
@@ -78,9 +80,11 @@ class TableLatency:
     costs 20 array lookups and a batch is one vectorised sum.
     """
 
-    def __init__(self, space: SearchSpace, table: LookupTable, stat: str = "median_ms") -> None:
+    def __init__(self, space: SearchSpace, table: LookupTable, stat: str = "median_ms", *, force: bool = False) -> None:
         self.space, self.stat = space, stat
         self.name = f"table {table.folder}"
+        if table.exists and not force:
+            table.check_measured_on(table.folder.parent.parent.name, table.folder.parent.name)
         self.ms = {r["key"]: float(r[stat]) for r in table if r.get("status") == "ok" and r.get(stat) is not None}
         wanted = [op.key for op in spos_config_ops(space.config)]
         missing = [k for k in wanted if k not in self.ms]

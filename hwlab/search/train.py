@@ -137,6 +137,8 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     loss_value, accuracy = float("nan"), float("nan")
+    if start:  # resumed: the last finished epoch's figures stand until an epoch runs here
+        loss_value, accuracy = float(state.get("loss", loss_value)), float(state.get("accuracy", accuracy))
     for epoch in range(start, settings.epochs):
         model.train()
         seen = correct = 0

@@ -85,6 +85,24 @@ class Row:
 
 
 COLUMNS = frozenset(f.name for f in fields(Row)) - {"fields"}
+NUMBER_COLUMNS = frozenset(
+    f.name for f in fields(Row) if f.type in ("int | None", "float | None") or f.name in ("threads", "n")
+)
+
+
+def line_problem(line: object) -> str | None:
+    """Why a stored line cannot be a row (None when it can): read back from a file, it is checked first."""
+    if not isinstance(line, dict):
+        return f"is {type(line).__name__}, not a row object"
+    if not isinstance(line.get("key"), str) or not line["key"]:
+        return "has no key"
+    if not isinstance(line.get("status", "ok"), str):
+        return f"status {line['status']!r} is not text"
+    for column in NUMBER_COLUMNS & line.keys():
+        value = line[column]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"column {column!r} holds {value!r}, not a number"
+    return None
 
 
 def _ms(us: float | None) -> float | None:

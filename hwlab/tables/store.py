@@ -18,14 +18,14 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
 from hwlab.names import inside, name_problem
-from hwlab.tables.rows import Row
+from hwlab.tables.rows import Row, line_problem
 
 FORMAT_VERSION = 1
 ROWS = "ops.jsonl"
@@ -37,25 +37,29 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON: readers see the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+        json.dump(data, fh, indent=2, sort_keys=True, allow_nan=False)  # NaN and Infinity are not JSON
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Parsed lines and the byte length of the intact prefix (the rest is a cut-off tail)."""
+def _read_lines(path: Path, check: Callable[[object], str | None] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Parsed lines and the byte length of the intact prefix (the rest is a cut-off tail); ``check`` says
+    what is wrong with a line that parses but cannot be used."""
     if not path.exists():
         return [], 0
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise TableError(f"cannot read {path}: {err.strerror or err}", hint="restore it, or move it aside") from None
     rows: list[dict[str, Any]] = []
     good = 0
     for raw in data.splitlines(keepends=True):
         try:
             if not raw.endswith(b"\n"):
                 raise ValueError("no line end")
-            rows.append(json.loads(raw))
+            line = json.loads(raw)
         except ValueError:
             if good + len(raw) < len(data):  # damage before the last line is not a cut-off tail
                 raise TableError(
@@ -68,6 +72,13 @@ def _read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
                 stacklevel=3,
             )
             break
+        problem = check(line) if check else (None if isinstance(line, dict) and "key" in line else "has no key")
+        if problem:
+            raise TableError(
+                f"{path}, line {len(rows) + 1}: {problem}",
+                hint="restore the file from a backup, or move it aside and profile again",
+            )
+        rows.append(line)
         good += len(raw)
     return rows, good
 
@@ -144,16 +155,20 @@ class LookupTable:
 
     # -- metadata ---------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
+        path = self.folder / META
         try:
-            return json.loads((self.folder / META).read_text())
+            meta = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise TableError(
                 f"no table at {self.folder}", hint="run `hwlab profile` first, or `hwlab tables list`"
             ) from None
-        except ValueError as err:
-            raise TableError(
-                f"{self.folder / META} is not valid JSON ({err})", hint="restore it or profile again"
-            ) from None
+        except OSError as err:
+            raise TableError(f"cannot read {path}: {err.strerror or err}", hint="restore it or profile again") from None
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise TableError(f"{path} is not valid JSON ({err})", hint="restore it or profile again") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("fixed", {}), dict):
+            raise TableError(f"{path} is not a table's metadata object", hint="restore it or profile again")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -182,11 +197,21 @@ class LookupTable:
             _repair_tail(self.folder / name, good)
         self.write_meta({**meta, "updated": _now()})
 
+    def check_measured_on(self, device: str, backend: str) -> None:
+        """Refuse a table whose own metadata names another device or backend (a folder copied or renamed)."""
+        meta = self.meta()
+        found = (meta.get("device"), meta.get("backend"))
+        if found != (device, backend):
+            raise TableMismatch(
+                f"table {self.folder} was measured on {found[0]}/{found[1]}, not {device}/{backend}",
+                hint=f"profile it on {device}/{backend}, or pass --force to use it anyway",
+            )
+
     # -- rows -----------------------------------------------------------------
     def rows(self) -> dict[str, dict[str, Any]]:
         """Rows by key; a key measured twice (a retry) keeps its latest row."""
         if self._rows is None:
-            lines, _ = _read_lines(self.folder / ROWS)
+            lines, _ = _read_lines(self.folder / ROWS, line_problem)
             self._rows = {row["key"]: row for row in lines}
         return self._rows
 
