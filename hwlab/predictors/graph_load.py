@@ -85,16 +85,79 @@ def elements(shape: Shape | None) -> int:
     return math.prod(shape) if shape is not None else 0
 
 
+MAX_MODEL_BYTES = 4 * 1024**3  # a .onnx with its external data: far above any CNN a device runs
+MAX_INPUT_ELEMENTS = 1 << 28  # per input (1 GiB of float32): far above any image a CNN takes
+
+
+def read_onnx(path: Path) -> onnx.ModelProto:
+    """An ONNX model file, checked before use: there, within the size bound, an ONNX model with a graph,
+    its external data (if any) inside the model's folder. Every problem is a GraphError naming the file."""
+    hint = "pass an .onnx model file (torch.onnx.export writes one)"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise GraphError(f"cannot read {path}: {exc.strerror or exc}", hint=hint) from None
+    if not path.is_file() or size == 0:
+        raise GraphError(f"{path} is {'empty' if path.is_file() else 'not a file'}", hint=hint)
+    if size > MAX_MODEL_BYTES:
+        raise GraphError(f"{path} is {size:,} bytes, more than {MAX_MODEL_BYTES:,}", hint="pass a CNN's .onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError, ValueError, RuntimeError) as exc:
+        raise GraphError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})", hint=hint) from None
+    if proto.ir_version <= 0 or not proto.graph.node:
+        raise GraphError(f"{path} is not an ONNX model with a graph (no nodes)", hint=hint)
+    folder = path.resolve().parent
+    for tensor in _external_tensors(proto):
+        where = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / where).resolve()
+        if not where or Path(where).is_absolute() or folder not in target.parents or not target.is_file():
+            raise GraphError(
+                f"{path}: the external data of {tensor.name!r} is at {where!r}, not a file beside the model",
+                hint="keep a model's external data files in its own folder",
+            )
+    try:
+        onnx.load_external_data_for_model(proto, str(folder))
+    except Exception as exc:  # noqa: BLE001 - onnx raises several kinds for damaged external data
+        raise GraphError(f"{path}: its external data cannot be read ({type(exc).__name__}: {exc})", hint=hint) from None
+    return proto
+
+
+def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    found = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                found.append(attr.t)
+    return found
+
+
+def check_inputs(proto: onnx.ModelProto, what: str) -> None:
+    """Refuse a model whose declared input sizes are absurd (the batch dimension, which becomes 1, aside)."""
+    weights = {t.name for t in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name in weights:
+            continue
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim][1:]
+        if any(d < 0 for d in dims):
+            raise GraphError(f"{what}: input {value.name!r} declares a negative dimension", hint="fix the export")
+        if math.prod(d for d in dims if d > 0) > MAX_INPUT_ELEMENTS:
+            shape = [d.dim_value or d.dim_param or "?" for d in value.type.tensor_type.shape.dim]
+            raise GraphError(
+                f"{what}: input {value.name!r} declares shape {shape}, more than {MAX_INPUT_ELEMENTS:,} elements"
+                " per sample: refused as absurd for a CNN",
+                hint="export the model at the input size it runs at on the device",
+            )
+
+
 def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     """A private copy of the model with sorted nodes, batch 1 and every value's shape inferred."""
     if isinstance(model, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
     else:
-        try:
-            proto = onnx.load(str(model))
-        except (OSError, DecodeError) as exc:
-            raise GraphError(f"cannot read ONNX model {model}: {exc}", hint="pass an .onnx file") from exc
+        proto = read_onnx(Path(model))
+    check_inputs(proto, str(model) if not isinstance(model, onnx.ModelProto) else "the model")
     graph = proto.graph
     # Shape inference walks nodes in file order, so an unsorted file would leave shapes unknown.
     ordered = [graph.node[i] for i in _topological(graph)]

@@ -320,10 +320,43 @@ def test_file_paths_and_unsorted_nodes(tmp_path: Path) -> None:
     assert types(onnx_kernels(str(path), NONE)) == ["conv", "relu"]
 
 
-def test_unreadable_file_is_a_graph_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "said"), [(b"not a model", "is not an ONNX model"), (b"", "is empty"), (None, "cannot read")]
+)
+def test_unreadable_files_are_graph_errors(tmp_path: Path, content: bytes | None, said: str) -> None:
     path = tmp_path / "bad.onnx"
-    path.write_bytes(b"not a model")
-    with pytest.raises(GraphError, match="cannot read"):
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(GraphError, match=said):
+        onnx_kernels(path, NONE)
+
+
+def test_an_absurd_input_size_is_refused_before_shape_inference(tmp_path: Path) -> None:
+    model = make([helper.make_node("Relu", ["x"], ["y"], name="r")], {"x": [1, 3, 100000, 100000]}, ["y"])
+    path = tmp_path / "huge.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(GraphError, match="refused as absurd"):
+        onnx_kernels(path, NONE)
+
+
+def test_external_data_outside_the_models_folder_is_refused(tmp_path: Path) -> None:
+    weights = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), name="w")
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weights],
+    )  # fmt: skip
+    model = helper.make_model(graph)
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "m.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
+    (tmp_path / "secret.bin").write_bytes((tmp_path / "models" / "w.bin").read_bytes())
+    saved = onnx.load(str(path), load_external_data=False)
+    for entry in saved.graph.initializer[0].external_data:  # a hostile file: its data lives outside its folder
+        if entry.key == "location":
+            entry.value = "../secret.bin"
+    path.write_bytes(saved.SerializeToString())
+    with pytest.raises(GraphError, match="not a file beside the model"):
         onnx_kernels(path, NONE)
 
 
