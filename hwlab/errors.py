@@ -80,6 +80,10 @@ class LinkLost(TransportError):
     """The SSH connection died while a command was running."""
 
 
+class NotSsh(TransportError):
+    """The port answers TCP but no SSH server speaks on it: reconnecting cannot help."""
+
+
 class DeviceOffline(TransportError):
     """The device cannot be reached over adb now: not found, offline, unauthorized or gone."""
 

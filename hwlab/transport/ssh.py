@@ -18,13 +18,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import posixpath
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from hwlab.errors import (
     HostKeyChanged,
     HostKeyNotTrusted,
     LinkLost,
+    NotSsh,
     TransportError,
     UnknownHostKey,
 )
@@ -130,6 +132,22 @@ def _tcp_socket(host: str, port: int, timeout: float, dead_link_s: float = DEAD_
     return sock
 
 
+@contextlib.contextmanager
+def _paramiko_logs_kept() -> Iterator[None]:
+    """paramiko logs each failed handshake with a traceback (Python prints it on stderr when nobody
+    configured logging); the error hwlab raises says it in one line, so that log is kept quiet meanwhile."""
+    logger = logging.getLogger("paramiko")
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    previous = logger.propagate
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = previous
+
+
 class Liveness:
     """Asks the server for a reply after ``every_s`` of silence; none within ``dead_after_s`` in all
     means the link is dead. paramiko's own keepalive wants no reply, so it cannot tell.
@@ -221,6 +239,10 @@ class SshTransport:
         )
 
     def _connect(self) -> paramiko.SSHClient:
+        with _paramiko_logs_kept():
+            return self._connect_quietly()
+
+    def _connect_quietly(self) -> paramiko.SSHClient:
         client = self._new_client()
         name = known_hosts_name(self.target.hostname, self.target.port)
         try:
@@ -252,6 +274,12 @@ class SshTransport:
         except (OSError, paramiko.SSHException) as err:
             if isinstance(err, TransportError):
                 raise
+            transport = client.get_transport()
+            if transport is not None and not transport.remote_version:  # TCP up, no SSH server spoke: no retry
+                raise NotSsh(
+                    f"{name} accepted the connection but sent no SSH banner within {self.connect_timeout:g} s",
+                    hint="check that an SSH server (sshd) listens on that port, not another service",
+                ) from None
             raise TransportError(
                 f"cannot connect to {name}: {err}", hint="check that the device is on and the address is right"
             ) from None
@@ -271,7 +299,7 @@ class SshTransport:
             try:
                 self._client = self._connect()
                 return self._client
-            except (UnknownHostKey, HostKeyChanged):
+            except (UnknownHostKey, HostKeyChanged, NotSsh):
                 raise
             except TransportError:
                 if attempt == self.reconnect_attempts - 1:

@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -210,3 +212,39 @@ def test_the_liveness_rule_with_a_simulated_clock() -> None:
     server.answer.set()
     live._probe.join(timeout=5)  # type: ignore[union-attr]
     assert not live.dead() and live.last == 185.5  # the reply came: alive, and heard now
+
+
+def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(tmp_path: Path) -> None:
+    """Not an SSH server (it accepts, then says nothing): one typed line from the CLI, no retries, and none of
+    the tracebacks paramiko logs for a failed handshake (run in a process of its own: pytest captures logs)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    threading.Thread(target=hold, daemon=True).start()
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "silent.yaml").write_text(
+        f"name: silent\ntransport: ssh\nhost: 127.0.0.1\nport: {listener.getsockname()[1]}\n"
+        f"known_hosts: {tmp_path / 'known_hosts'}\n"
+    )
+    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "250"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "hwlab.cli", "doctor", "--device", "silent", "--inventory",
+                               str(inventory)], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    finally:
+        stop.set()
+        for sock in [*accepted, listener]:
+            sock.close()
+    assert done.returncode == 1 and "accepted the connection but sent no SSH banner" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(accepted) == 1  # tried once: it will not become an SSH server
