@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 
 from rich.markup import escape
 
@@ -47,6 +51,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached the CLI: raised like KeyboardInterrupt, so every ``finally`` runs and a
+    command running on the device is stopped, not left measuring for nobody."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _terminations_raised() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise Terminated (handlers the caller set are left alone)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) == signal.SIG_DFL:
+                previous[number] = signal.signal(number, _raise_terminated)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; warnings are printed as one line each while it runs (the hook is put back after)."""
     args = build_parser().parse_args(argv)
@@ -54,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = warnings.showwarning
     warnings.showwarning = lambda msg, cat, *_a, **_k: err.print(f"[yellow]warning:[/] {escape(str(msg))}")
     try:
-        return int(args.handler(args) or 0)
+        with _terminations_raised():
+            return int(args.handler(args) or 0)
     except HwlabError as exc:
         if args.debug:
             raise
@@ -71,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: every finished row is kept; run the same command again to resume")
         return 130
+    except Terminated as stop:
+        err.print(f"[yellow]{stop}[/]: every finished row is kept; run the same command again to resume")
+        return 128 + stop.signum
     finally:
         warnings.showwarning = previous
 

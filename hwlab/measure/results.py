@@ -54,8 +54,8 @@ def read_results(stream: LineStream, sink: ResultSink, keys: Sequence[str], prog
     def done() -> int:
         return len(sink.rows) - start
 
-    progress("measure", 0, total, keys[0] if keys else "")
     try:
+        progress("measure", 0, total, keys[0] if keys else "")
         for line in stream:
             try:
                 result = json.loads(line)

@@ -110,8 +110,10 @@ class AdbTransport:
         proc = self._popen(args)
         try:
             out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # past the deadline, interrupted or terminated: adb does not go on alone
             kill_process_group(proc)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
             raise CommandTimeout(
                 f"{what} on adb device {self.serial!r} ran past its {timeout:g} s deadline and was killed",
                 hint="check the device's link (`adb devices -l`) or raise the timeout",
@@ -318,9 +320,13 @@ class AdbStream(CommandStream):
         self._rc_text: str | None = None  # set once the marker has come
         self._command_stderr: list[str] = []
         assert proc.stdout is not None and proc.stderr is not None
-        super().__init__(
-            argv, proc.stdout, proc.stderr, line_timeout=line_timeout, where=f" on adb device {transport.serial!r}"
-        )
+        try:
+            super().__init__(
+                argv, proc.stdout, proc.stderr, line_timeout=line_timeout, where=f" on adb device {transport.serial!r}"
+            )
+        except BaseException:  # interrupted while the stream was being set up: adb does not go on alone
+            kill_process_group(proc)
+            raise
 
     def _line(self, text: str) -> str | None:
         if self._rc_text is not None:  # after the marker: the command's stderr

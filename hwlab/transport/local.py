@@ -35,7 +35,11 @@ class LocalStream(CommandStream):
     def __init__(self, argv: Sequence[str], line_timeout: float, env: dict[str, str] | None) -> None:
         self._proc = _popen(argv, env, text=False)
         assert self._proc.stdout is not None and self._proc.stderr is not None
-        super().__init__(argv, self._proc.stdout, self._proc.stderr, line_timeout=line_timeout)
+        try:
+            super().__init__(argv, self._proc.stdout, self._proc.stderr, line_timeout=line_timeout)
+        except BaseException:  # interrupted while the stream was being set up: the command does not go on alone
+            kill_process_group(self._proc)
+            raise
 
     def _exited(self) -> bool:
         return self._proc.poll() is not None
@@ -62,6 +66,9 @@ class LocalTransport:
         except subprocess.TimeoutExpired:
             kill_process_group(proc)
             raise CommandTimeout(f"{argv[0]!r} ran past its {timeout:g} s deadline and was killed") from None
+        except BaseException:  # interrupted or terminated: the command does not go on alone
+            kill_process_group(proc)
+            raise
         return Completed(tuple(argv), proc.returncode, out, err)
 
     def stream(self, argv: Sequence[str], *, line_timeout: float, env: dict[str, str] | None = None) -> LocalStream:

@@ -46,6 +46,12 @@ from hwlab.transport.stream import CommandStream
 KEEPALIVE_S = 15
 DEAD_LINK_S = 45  # a link whose packets go unanswered this long is dropped
 PID_MARKER = "__hwlab_pid="
+# Stop a remote pid: TERM, up to 3 s to finish, then KILL. A constant script; the pid travels as an argument.
+_STOP = (
+    'kill -TERM "$1" 2>/dev/null || exit 0; i=0; '
+    'while kill -0 "$1" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; '
+    'kill -KILL "$1" 2>/dev/null; exit 0'
+)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -332,10 +338,11 @@ class SshTransport:
         return channel
 
     def _kill(self, pid: int | None) -> None:
+        """SIGTERM to the remote command (the runner restores what it changed), SIGKILL if it is still there."""
         if pid is None:
             return
         with contextlib.suppress(Exception):
-            self.run(["kill", "-KILL", str(pid)], timeout=10)
+            self.run(["sh", "-c", _STOP, "sh", str(pid)], timeout=30)
 
     def run(self, argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None) -> Completed:
         stream = SshStream(self, argv, env, line_timeout=timeout, deadline_s=timeout)

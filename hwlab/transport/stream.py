@@ -34,9 +34,16 @@ JOIN_S = 10.0  # how long stderr may stay open once the command has exited (a ch
 SILENCE_HINT = "raise the stop rule's max time or check the device"
 
 
-def kill_process_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    """Kill a command started in its own session and everything it started, then reap it."""
+GRACE_S = 3.0  # a stopped command's time to clean up (the runner restores a governor) before SIGKILL
+
+
+def kill_process_group(proc: subprocess.Popen, grace: float = GRACE_S) -> None:  # type: ignore[type-arg]
+    """Stop a command started in its own session and everything it started, then reap it: SIGTERM first
+    (the runner restores what it changed on the device), SIGKILL for what is left after ``grace`` seconds."""
     with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -158,11 +165,16 @@ class CommandStream:
             time.sleep(POLL_S / 4)
 
     def __iter__(self) -> Iterator[str]:
-        while (raw := self._next()) is not None:
-            text = self._line(raw.decode("utf-8", "replace").removesuffix("\n"))
-            if text is not None:
-                yield text
-        self._await_exit()
-        if self._stderr_reader is not None:
-            self._stderr_reader.join(timeout=JOIN_S)
-        self._result = self._finish(b"".join(self._stderr).decode("utf-8", "replace"))
+        try:
+            while (raw := self._next()) is not None:
+                text = self._line(raw.decode("utf-8", "replace").removesuffix("\n"))
+                if text is not None:
+                    yield text
+            self._await_exit()
+            if self._stderr_reader is not None:
+                self._stderr_reader.join(timeout=JOIN_S)
+            self._result = self._finish(b"".join(self._stderr).decode("utf-8", "replace"))
+        except BaseException:  # interrupted, terminated, abandoned or failed: the command does not go on alone
+            if self._result is None:
+                self.kill()
+            raise

@@ -28,6 +28,7 @@ from .job import Job, ModelSpec
 from .signals import exit_on_signals
 from .stats import summarize
 from .timing import measure
+from .watchdog import watch_parent
 
 Writer = Callable[[Dict[str, Any]], None]
 
@@ -182,6 +183,7 @@ def run_job(job: Job, write: Writer, root: str | None = None) -> int:
     A governor the job sets is restored on the way out, whatever the way.
     """
     root = sysinfo.sysfs_root() if root is None else root
+    watch_parent()  # a host killed outright cannot stop the job: the runner stops itself
     setup_error: str | None = None
     try:
         affinity: list[int] | None = apply_core_mask(job.core_mask)
@@ -208,7 +210,7 @@ def run_job(job: Job, write: Writer, root: str | None = None) -> int:
         "device": job.device,
         "core_mask": affinity,
     }
-    with exit_on_signals(enabled=governor is not None):
+    with exit_on_signals():
         try:
             if governor is not None and job.governor is not None:
                 head["governor"] = _set_governor(governor, job.governor, setup_error)

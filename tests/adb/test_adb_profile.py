@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from adbd_standin import StandIn
-from gated_runner import gated_python
+from gated_runner import gated_python, recording_python, running
 
 from hwlab.errors import DeviceOffline, HwlabError
 from hwlab.inventory import DeviceSpec
@@ -109,3 +112,32 @@ def test_phone_going_away_mid_profile_keeps_rows_and_the_rerun_measures_the_rest
     report = profile(req, transport=AdbTransport(standin.serial))
     assert report.skipped == 1 and [r["status"] for r in report.measured] == ["ok"] * 2
     assert len(LookupTable.at(tmp_path / "tables", req.table_id)) == 3
+
+
+def test_a_terminated_profile_stops_its_runner_on_the_phone(standin: StandIn, tmp_path: Path) -> None:
+    """SIGTERM to hwlab mid-job: its adb client is stopped, and the phone hangs the runner up."""
+    pid_file = tmp_path / "runner.pid"
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    python = recording_python(standin.root / "recording-python", pid_file)
+    (inventory / "phone.yaml").write_text(
+        f"name: phone\ntransport: adb\nserial: '{standin.serial}'\n"
+        f"workdir: {standin.root / 'hwlab'}\npython: {python}\n"
+    )
+    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", "phone", "--inventory", str(inventory),
+            "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4",
+            "--min-time", "120", "--max-time", "120", "--ci", "0", "--tables-dir", str(tmp_path / "t")]  # fmt: skip
+    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # a bound for a broken run only
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    runner = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "every finished row is kept" in err, err
+    deadline = time.monotonic() + 100  # the hang-up reaches the phone's shell after adb is gone; the job runs 360 s
+    while running(runner) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(runner)

@@ -1,10 +1,10 @@
-"""A device "python" that holds the runner's results back after N lines: a deterministic point to break a run.
+"""Device "pythons" for tests that break a run at a deterministic point.
 
 Tests that kill a host, a link or a phone in the middle of a profile need the kill to
-fall after exactly N finished rows, however fast or slow the machine is. This wrapper
-runs the real interpreter; for the runner's ``run`` command it lets the first N
-result lines through, then holds the rest until the ``gate`` file exists. Every
-other command (``facts``, probes) runs unchanged.
+fall at a known point, however fast or slow the machine is. :func:`gated_python` runs
+the real interpreter and, for the runner's ``run`` command, lets the first N result
+lines through, then holds the rest until the ``gate`` file exists; :func:`recording_python`
+records the runner's pid as it starts. Every other command (``facts``, probes) runs unchanged.
 """
 
 from __future__ import annotations
@@ -26,3 +26,22 @@ def gated_python(script: Path, gate: Path, lines: int) -> str:
     )
     script.chmod(0o755)
     return str(script)
+
+
+def recording_python(script: Path, pid_file: Path) -> str:
+    """A device "python" that writes the runner's pid to ``pid_file`` when a job starts, then becomes the
+    runner (``exec``: same pid, same parent), so a test can tell whether that very process still runs."""
+    real, pid_q = shlex.quote(sys.executable), shlex.quote(str(pid_file))
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(f'#!/bin/sh\n[ "$3" = run ] && echo $$ > {pid_q}\nexec {real} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

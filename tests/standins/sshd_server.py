@@ -135,17 +135,17 @@ class Sshd:
         """Write the device as devices/NAME.yaml for CLI tests."""
         folder.mkdir(parents=True, exist_ok=True)
         spec = self.device(name)
-        lines = [
-            f"name: {name}",
-            "transport: ssh",
-            "host: 127.0.0.1",
-            f"port: {self.port}",
-            f"user: {self.user}",
-            f"key_file: {spec.key_file}",
-            f"known_hosts: {spec.known_hosts}",
-            f"workdir: {spec.workdir}",
-            f"python: {sys.executable}",
-            *(f"{k}: {v}" for k, v in extra.items()),
-        ]
-        (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+        fields = {
+            "name": name,
+            "transport": "ssh",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": self.user,
+            "key_file": spec.key_file,
+            "known_hosts": spec.known_hosts,
+            "workdir": spec.workdir,
+            "python": sys.executable,
+            **extra,  # overrides the defaults above: a key appears once (the inventory refuses duplicates)
+        }
+        (folder / f"{name}.yaml").write_text("".join(f"{k}: {v}\n" for k, v in fields.items()))
         return folder
