@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hwlab.inventory import CORE_MASK_RULES, RUNTIMES
 from hwlab.measure.settings import Cooldown, MeasureSettings, StopRule
+from hwlab.names import name_problem
 from hwlab.profile import Measuring
 
 ALL = "all"
@@ -144,6 +145,14 @@ def _ints(text: str) -> tuple[int, ...]:
     if not ids or min(ids) < 0:
         raise argparse.ArgumentTypeError(f"expected CPU ids >= 0, e.g. 4,5, not {text!r}")
     return ids
+
+
+def safe_name(text: str) -> str:
+    """An argparse type: a name that becomes one path segment (a table's name)."""
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def core_mask(text: str) -> tuple[int, ...] | str:

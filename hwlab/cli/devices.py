@@ -65,16 +65,20 @@ def cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         print_json([{**d.__dict__, "address": d.address} for d in devices.values()])
         return 0
-    table = Table(title=f"devices in {inventory_dir(args.inventory)}")
+    table = Table(title=f"devices in {escape(str(inventory_dir(args.inventory)))}")
     for col in ("name", "transport", "address", "soc", "runtimes", "threads", "core mask", "note"):
         table.add_column(col)
     for d in devices.values():
-        note = "[yellow]example: edit before use[/]" if d.example else ("emulated" if d.emulated else d.description)
+        note = (
+            "[yellow]example: edit before use[/]"
+            if d.example
+            else ("emulated" if d.emulated else escape(d.description))
+        )
         table.add_row(
             d.name,
             d.transport,
-            d.address,
-            d.soc,
+            escape(d.address),
+            escape(d.soc),
             ",".join(d.runtimes),
             str(d.threads),
             ",".join(map(str, d.core_mask)) if d.core_mask else "all",
@@ -143,12 +147,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print_facts(console, device.name, facts)
         style = {"ok": "green", "warn": "yellow", "missing": "bold red"}
         for f in findings:
-            console.print(f"[{style[f.level]}]{f.level:>7}[/] {f.what}" + (f"\n         fix: {f.fix}" if f.fix else ""))
+            fix = f"\n         fix: {escape(f.fix)}" if f.fix else ""
+            console.print(f"[{style[f.level]}]{f.level:>7}[/] {escape(f.what)}{fix}")
     return 1 if any(f.level == "missing" for f in findings) else 0
 
 
 def _fmt(value: Any, unit: str = "") -> str:
-    return "[dim]unreadable[/]" if value in (None, {}, []) else f"{value}{unit}"
+    """What the device said, escaped (its text is the device's, not markup)."""
+    return "[dim]unreadable[/]" if value in (None, {}, []) else escape(f"{value}{unit}")
 
 
 def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
@@ -156,7 +162,7 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("host", _fmt(facts.get("hostname")))
-    table.add_row("system", f"{facts.get('os')} {facts.get('kernel')}")
+    table.add_row("system", escape(f"{facts.get('os')} {facts.get('kernel')}"))
     table.add_row("architecture", _fmt(facts.get("machine")))
     table.add_row("CPU model", _fmt(facts.get("cpu_model")))
     table.add_row("cores", f"{facts.get('cpu_count')} (online: {_ranges(facts.get('online_cpus') or [])})")
@@ -167,7 +173,7 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
         or "[dim]no cpufreq in sysfs (a VM or container?)[/]",
     )
     governors = facts.get("governors") or {}
-    table.add_row("governor", ", ".join(sorted(set(governors.values()))) if governors else _fmt(None))
+    table.add_row("governor", _fmt(", ".join(sorted(set(governors.values())))) if governors else _fmt(None))
     zones = facts.get("thermal_c") or {}
     table.add_row(
         "thermal zones",
@@ -179,7 +185,8 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     table.add_row("affinity", _ranges(facts.get("affinity") or []))
     table.add_row("python", _fmt(facts.get("python")))
     for runtime, found in (facts.get("runtimes") or {}).items():
-        table.add_row(runtime, f"{found['version']} ({found['module']})" if found else "[yellow]not installed[/]")
+        shown = escape(f"{found.get('version')} ({found.get('module')})") if found else "[yellow]not installed[/]"
+        table.add_row(escape(runtime), shown)
     console.print(table)
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from hwlab.cli.common import add_folder_args, add_json_arg, command, positive_int, print_json
+from hwlab.cli.common import add_folder_args, add_json_arg, command, positive_int, print_json, safe_name
 from hwlab.errors import TableError
 from hwlab.inventory import RUNTIMES
 from hwlab.tables import LookupTable, TableId
@@ -40,7 +41,9 @@ def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[
         default="imported",
         help="the runtime that measured them, when known (the table's backend folder)",
     )
-    imp.add_argument("--table", metavar="NAME", help="table name (one PATH only; default: named after the file)")
+    imp.add_argument(
+        "--table", type=safe_name, metavar="NAME", help="table name (one PATH only; default: named after the file)"
+    )
     imp.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="file format")
     imp.add_argument("--source", help="provenance 'owner/repo @ commit, path' (needed for unrecognised files)")
     imp.add_argument("--source-device", help="the device as the source describes it (default: --device)")
@@ -109,7 +112,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     console = Console()
     for d in done:
         again = f", {d['skipped']} already there" if d["skipped"] else ""
-        console.print(f"{d['path']} -> [bold]{d['table']}[/]: {d['added']} rows added{again} ({d['imported_from']})")
+        where = f"{escape(d['path'])} -> [bold]{d['table']}[/]"
+        console.print(f"{where}: {d['added']} rows added{again} ({escape(d['imported_from'])})")
     return 0
 
 
@@ -123,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print_json({"path": str(report.path), "written": report.written, "skipped": report.skipped})
         return 0
     console = Console()
-    console.print(f"{tid} -> {report.path}: {report.written} rows")
+    console.print(f"{tid} -> {escape(str(report.path))}: {report.written} rows")
     for key, why in report.skipped.items():
-        console.print(f"  [yellow]left out[/] {key}: {why}")
+        console.print(f"  [yellow]left out[/] {escape(key)}: {escape(why)}")
     return 0

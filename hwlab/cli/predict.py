@@ -145,6 +145,9 @@ def _for_each_backend(args: argparse.Namespace, work: Callable[[ProfileRequest],
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from hwlab.predictors.graph_load import check_inputs, read_onnx
+
+    check_inputs(read_onnx(args.model), str(args.model))  # the user's file first, before any predictor is read
     results = []
     for backend in _fitted_backends(args):
         predictor = Predictor.load(args.device, backend, args.predictors_dir, force=args.force)

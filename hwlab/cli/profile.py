@@ -30,6 +30,7 @@ from hwlab.cli.common import (
     number,
     positive_int,
     print_json,
+    safe_name,
     whole,
 )
 from hwlab.cli.console import stderr_console
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_measuring_args(p, stop_rules=True)
     o = p.add_argument_group("output")
     add_folder_args(o, "tables")
-    o.add_argument("--table", metavar="NAME", help="table name (default: the space name)")
+    o.add_argument("--table", type=safe_name, metavar="NAME", help="table name (default: the space name)")
     o.add_argument("--retry-errors", action="store_true", help="measure again the ops that failed before")
     add_json_arg(o, "print a JSON report on stdout (progress goes to stderr)")
     p.set_defaults(handler=cmd_profile)

@@ -24,6 +24,7 @@ from hwlab.cli.common import (
     positive,
     positive_int,
     print_json,
+    safe_name,
     whole,
 )
 from hwlab.cli.console import stderr_console
@@ -80,8 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-params", type=positive_int, help="also reject candidates above this many parameters")
     p.add_argument("--latency-source", choices=("predictor", "table"), default="predictor",
                    help="predicted latency, or a lookup-table sum")  # fmt: skip
-    p.add_argument("--table", metavar="NAME", help="with --latency-source table: the table's name (default: named"
-                   " after the space, e.g. spos-32-w0.25-c10-s1)")  # fmt: skip
+    p.add_argument("--table", type=safe_name, metavar="NAME", help="with --latency-source table: the table's name"
+                   " (default: named after the space, e.g. spos-32-w0.25-c10-s1)")  # fmt: skip
     _space_args(p)
     t = p.add_argument_group("supernet training")
     _train_args(t)
@@ -251,7 +252,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print_json(done.to_json())
         return 0
     console = Console()
-    console.print(f"validation accuracy {done.val_accuracy:.1%} after {done.epochs} epochs; weights {done.weights}")
+    console.print(
+        f"validation accuracy {done.val_accuracy:.1%} after {done.epochs} epochs; weights {escape(str(done.weights))}"
+    )
     for fmt, path in done.exports.items():
         console.print(f"  {fmt}: {escape(path)}")
     return 0

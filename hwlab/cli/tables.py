@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hwlab.cli.common import add_folder_args, add_json_arg, command, print_json
@@ -80,9 +81,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(entries)
         return 0
     if not entries:
-        Console().print(f"no tables under {args.tables_dir}: run `hwlab profile` first")
+        Console().print(f"no tables under {escape(str(args.tables_dir))}: run `hwlab profile` first")
         return 0
-    view = Table(title=f"tables in {args.tables_dir}")
+    view = Table(title=f"tables in {escape(str(args.tables_dir))}")
     for col in ("table", "rows", "ok", "errors", "runtime", "threads", "core mask", "updated"):
         view.add_column(col, no_wrap=True)
     for e in entries:
@@ -92,10 +93,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             str(e["rows"]),
             str(e["ok"]),
             f"[red]{e['errors']}[/]" if e["errors"] else "0",
-            e["runtime"],
+            escape(str(e["runtime"])),
             str(e["threads"]),
             ",".join(map(str, e["core_mask"])) if e["core_mask"] else "all",
-            str(e["updated"]),
+            escape(str(e["updated"])),
         )
     Console().print(view)
     return 0
@@ -112,7 +113,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json({"meta": meta, "rows": rows})
         return 0
     fixed = meta.get("fixed", {})
-    title = (
+    title = escape(
         f"{args.table}: {_conditions(meta)},"
         f" threads {fixed.get('threads')},"
         f" core mask {fixed.get('core_mask') or 'all'}{' [EMULATED]' if meta.get('emulated') else ''}"
@@ -133,7 +134,7 @@ def _cell(row: dict, col: str) -> str:  # type: ignore[type-arg]
     if col == "ci_rel":
         return f"±{value:.1%}"
     if col == "status" and value != "ok":
-        return f"[red]{value}[/]: {row.get('error', '')}"
+        return f"[red]{escape(str(value))}[/]: {escape(str(row.get('error', '')))}"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return escape(str(value))
