@@ -278,3 +278,28 @@ def test_devices_trust_keeps_an_inventory_given_before_the_action(tmp_path: Path
     assert (args.inventory, args.name) == (str(tmp_path), "board")
     args = build_parser().parse_args(["devices", "trust", "board", "--inventory", str(tmp_path)])
     assert args.inventory == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["search", "--latency-ms", "nan"], "expected a finite number > 0, not nan"),
+        (["search", "--latency-ms", "inf"], "expected a finite number > 0, not inf"),
+        (["search", "--latency-ms", "0"], "expected a finite number > 0, not 0"),
+        (["search", "--latency-ms", "-1"], "expected a finite number > 0, not -1"),
+        (["search", "--latency-ms", "1", "--mutation-prob", "2"], "<= 1"),
+        (["profile", "--table", "../out"], "is not a safe name"),
+        (["profile", "--max-time", "0"], "expected a finite number > 0"),
+        (["predictors", "fit", "--threads", "0"], "expected a whole number >= 1, not 0"),
+    ],
+)
+def test_bad_numbers_and_names_are_refused_while_parsing(capsys: pytest.CaptureFixture[str], argv, said) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_inventory_text_is_printed_as_text_not_markup(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "board.yaml").write_text("name: board\ntransport: local\ndescription: '[/x] [bold]not bold'\n")
+    rc, out, err = run_cli(capsys, "devices", "--inventory", str(tmp_path))
+    assert rc == 0 and "[/x] [bold]not bold" in out and not err

@@ -153,3 +153,15 @@ def test_a_link_that_leads_out_of_the_tables_folder_is_refused(tmp_path: Path) -
     (root / "d" / "onnxruntime").symlink_to(outside)
     with pytest.raises(InvalidRequest, match="leads outside"):
         LookupTable.at(root, TableId("d", "onnxruntime", "t"))
+
+
+def test_metadata_that_is_a_folder_or_not_an_object_is_an_error_naming_it(tmp_path: Path) -> None:
+    table = new_table(tmp_path)
+    (table.folder / "meta.json").unlink()
+    (table.folder / "meta.json").mkdir()
+    with pytest.raises(TableError, match="cannot read .*meta.json"):
+        LookupTable(table.folder).meta()
+    (table.folder / "meta.json").rmdir()
+    (table.folder / "meta.json").write_text("[1, 2]")
+    with pytest.raises(TableError, match="is list, not a table's metadata object"):
+        LookupTable(table.folder).meta()

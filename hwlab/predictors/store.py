@@ -182,6 +182,7 @@ _TOP = {
     "format": int, "hwlab_version": str, "created": str, "libraries": dict, "features": list, "transform": dict,
     "kernel_types": list, "kernels": dict, "accuracy": dict, "rules": dict, "meta": dict,
 }  # fmt: skip
+_ACCURACY = {"rows": int, "rmspe": (int, float), "within_10": (int, float)}
 _KERNEL = {
     "file": str, "sha256": str, "combine": str, "n_trees": int, "n_features": int, "base": (int, float),
     "learning_rate": (int, float), "candidate": dict,
@@ -235,6 +236,13 @@ def _read_index(path: Path) -> dict[str, Any]:
             hint=f"upgrade hwlab to {writer} or newer (pip install -U hwlab)",
         )
     _check_fields(str(path), data, _TOP)
+    for name, version in data["libraries"].items():
+        if not isinstance(version, str):
+            raise PredictorError(f"{path}: the version of library {name!r} is not text", hint=_REWRITE)
+    for kernel_type, acc in data["accuracy"].items():
+        _check_fields(f"{path}: accuracy[{kernel_type!r}]", acc, _ACCURACY)
+    if not isinstance(data["meta"].get("device", ""), str) or not isinstance(data["meta"].get("backend", ""), str):
+        raise PredictorError(f"{path}: meta device and backend must be names", hint=_REWRITE)
     return data
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwlab.errors import SearchError
+from hwlab.errors import SearchError, SpaceError
 from hwlab.search.space import Arch, SearchSpace
 from hwlab.tables.store import write_json_atomic
 
@@ -35,19 +35,25 @@ class ArchRecord:
 
     @classmethod
     def load(cls, path: Path) -> ArchRecord:
+        hint = "it needs 'space', 'choices' and 'scales', as hwlab search writes"
         try:
-            data = json.loads(Path(path).read_text())
-            space = SearchSpace.from_json(data.pop("space"))
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SearchError(f"no architecture file {path}", hint="give the arch.json a search wrote") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise SearchError(
-                f"{path} is not an architecture file ({exc})",
-                hint="it needs 'space', 'choices' and 'scales', as hwlab search writes",
-            ) from None
-        arch = Arch.from_json(data)
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+            raise SearchError(f"{path} is not an architecture file ({exc})", hint=hint) from None
+        if not isinstance(data, dict):
+            raise SearchError(f"{path} is {type(data).__name__}, not an architecture object", hint=hint)
+        try:
+            space = SearchSpace.from_json(data.pop("space"))
+            arch = Arch.from_json(data)
+            space.check(arch)
+        except SpaceError as exc:
+            raise SearchError(f"{path}: {exc.message}", hint=exc.hint or hint) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SearchError(f"{path} is not an architecture file ({type(exc).__name__}: {exc})", hint=hint) from None
         extra = {k: v for k, v in data.items() if k not in ("choices", "scales")}
-        return cls(space, space.check(arch), extra)
+        return cls(space, arch, extra)
 
     @property
     def name(self) -> str:

@@ -166,8 +166,9 @@ class LookupTable:
             raise TableError(f"cannot read {path}: {err.strerror or err}", hint="restore it or profile again") from None
         except ValueError as err:  # not JSON, or not UTF-8
             raise TableError(f"{path} is not valid JSON ({err})", hint="restore it or profile again") from None
-        if not isinstance(meta, dict) or not isinstance(meta.get("fixed", {}), dict):
-            raise TableError(f"{path} is not a table's metadata object", hint="restore it or profile again")
+        problem = _meta_problem(meta)
+        if problem:
+            raise TableError(f"{path}: {problem}", hint="restore it from a backup, or move the table aside")
         return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
@@ -285,6 +286,21 @@ class LookupTable:
         import pandas as pd
 
         return pd.DataFrame(list(self.rows().values()))
+
+
+def _meta_problem(meta: object) -> str | None:
+    """Why ``meta`` cannot be a table's metadata (None when it can)."""
+    if not isinstance(meta, dict):
+        return f"is {type(meta).__name__}, not a table's metadata object"
+    version = meta.get("format", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+        return f"format {version!r} is not one this hwlab reads (up to {FORMAT_VERSION}): upgrade hwlab"
+    if not isinstance(meta.get("fixed", {}), dict):
+        return "'fixed' (the conditions every row was measured under) is not an object"
+    for key in ("created", "updated", "device", "backend"):
+        if key in meta and not isinstance(meta[key], str):
+            return f"'{key}' is {type(meta[key]).__name__}, not text"
+    return None
 
 
 def list_tables(root: Path) -> list[TableId]:

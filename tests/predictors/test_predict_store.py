@@ -221,3 +221,15 @@ def test_meta_that_is_not_json_is_refused_before_writing(tmp_path: Path, regress
     with pytest.raises(PredictorError, match="meta cannot be stored as JSON"):
         save_predictor(tmp_path / "p", regressors, RULES, {"when": object()})
     assert not (tmp_path / "p").exists()
+
+
+def test_a_predictor_copied_into_another_devices_folder_is_refused_unless_forced(
+    tmp_path: Path, regressors: dict[str, FittedRegressor]
+) -> None:
+    from hwlab.predictors.predictor import Predictor
+
+    save_predictor(tmp_path / "other" / "onnxruntime", regressors, RULES, {**META, "backend": "onnxruntime"})
+    with pytest.raises(PredictorError, match="fitted for local/onnxruntime, not other/onnxruntime") as err:
+        Predictor.load("other", "onnxruntime", tmp_path)
+    assert "--force" in str(err.value)
+    assert Predictor.load("other", "onnxruntime", tmp_path, force=True).loaded.kernel_types

@@ -145,6 +145,10 @@ def test_devices_trust_adds_the_key_after_checking_its_fingerprint(sshd, tmp_pat
     known.write_text("")  # the board is new to us
     expected = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_pub)], capture_output=True, text=True).stdout
     fingerprint = expected.split()[1]
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115 (no terminal to answer the question)
+    assert main(["devices", "--inventory", str(inventory), "trust", "board"]) == 1
+    err = capsys.readouterr().err
+    assert "needs a terminal" in err and "--fingerprint" in err and known.read_text() == ""
     assert main(["devices", "trust", "board", "--inventory", str(inventory), "--fingerprint", "SHA256:wrong"]) == 1
     assert "refusing to trust it" in capsys.readouterr().err and known.read_text() == ""
     assert main(["devices", "trust", "board", "--inventory", str(inventory), "--fingerprint", fingerprint]) == 0
