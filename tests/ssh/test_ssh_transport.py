@@ -235,7 +235,8 @@ def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(t
             except TimeoutError:
                 continue
 
-    threading.Thread(target=hold, daemon=True).start()
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     (inventory / "silent.yaml").write_text(
@@ -248,6 +249,7 @@ def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(t
                                str(inventory)], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     finally:
         stop.set()
+        holder.join(timeout=5)  # before the listener closes under its accept()
         for sock in [*accepted, listener]:
             sock.close()
     assert done.returncode == 1 and "accepted the connection but sent no SSH banner" in done.stderr, done.stderr
