@@ -8,40 +8,23 @@ after the host went away is a fact, not a race.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from gated_runner import recording_python, running
+from gated_runner import recording_python, running, start_long_profile
 
 from hwlab.tables import LookupTable, TableId
 
-# Every model runs until --max-time (a CI target of 0 is never met): the job outlasts any test.
-FOREVER = ["--min-time", "120", "--max-time", "120", "--ci", "0"]
 
-
-def start_profile(tmp_path: Path, pid_file: Path) -> subprocess.Popen[str]:
+def start_profile(tmp_path: Path, pid_file: Path) -> tuple[subprocess.Popen[str], int]:
     inventory = tmp_path / "inventory"
     inventory.mkdir(exist_ok=True)
     python = recording_python(tmp_path / "recording-python", pid_file)
     (inventory / "host.yaml").write_text(f"name: host\ntransport: local\npython: {python}\n")
-    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", "host", "--inventory", str(inventory),
-            "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4", *FOREVER,
-            "--tables-dir", str(tmp_path / "t")]  # fmt: skip
-    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def runner_pid(pid_file: Path, proc: subprocess.Popen[str]) -> int:
-    deadline = time.monotonic() + 300  # a bound for a broken run only: export and start take seconds
-    while not pid_file.exists() or not pid_file.read_text().strip():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    return int(pid_file.read_text())
+    return start_long_profile("host", inventory, tmp_path / "t", pid_file)
 
 
 @pytest.mark.parametrize(("sig", "rc", "said"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted")])
@@ -49,8 +32,7 @@ def test_a_terminated_or_interrupted_profile_stops_its_runner_first(
     tmp_path: Path, sig: signal.Signals, rc: int, said: str
 ) -> None:
     pid_file = tmp_path / "runner.pid"
-    proc = start_profile(tmp_path, pid_file)
-    runner = runner_pid(pid_file, proc)
+    proc, runner = start_profile(tmp_path, pid_file)
     assert running(runner)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
@@ -61,8 +43,7 @@ def test_a_terminated_or_interrupted_profile_stops_its_runner_first(
 
 def test_a_runner_whose_host_was_killed_outright_stops_itself(tmp_path: Path) -> None:
     pid_file = tmp_path / "runner.pid"
-    proc = start_profile(tmp_path, pid_file)
-    runner = runner_pid(pid_file, proc)
+    proc, runner = start_profile(tmp_path, pid_file)
     proc.kill()  # SIGKILL: hwlab runs no code at all
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 100  # the job would run 360 s; the watchdog looks every 0.5 s

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from adbd_standin import StandIn
-from gated_runner import gated_python, recording_python, running
+from gated_runner import gated_python, recording_python, running, start_long_profile
 
 from hwlab.errors import DeviceOffline, HwlabError
 from hwlab.inventory import DeviceSpec
@@ -124,16 +122,7 @@ def test_a_terminated_profile_stops_its_runner_on_the_phone(standin: StandIn, tm
         f"name: phone\ntransport: adb\nserial: '{standin.serial}'\n"
         f"workdir: {standin.root / 'hwlab'}\npython: {python}\n"
     )
-    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", "phone", "--inventory", str(inventory),
-            "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4",
-            "--min-time", "120", "--max-time", "120", "--ci", "0", "--tables-dir", str(tmp_path / "t")]  # fmt: skip
-    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # a bound for a broken run only
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    runner = int(pid_file.read_text())
+    proc, runner = start_long_profile("phone", inventory, tmp_path / "t", pid_file)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "every finished row is kept" in err, err

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gated_runner import gated_python, recording_python, running
+from gated_runner import gated_python, recording_python, running, start_long_profile
 
 from hwlab.cli import main
 from hwlab.errors import DeviceBusy, TransportError
@@ -119,16 +119,7 @@ def test_a_terminated_profile_stops_its_runner_on_the_board(sshd, tmp_path: Path
     """SIGTERM to hwlab mid-job: the runner on the board is stopped (SIGTERM, then SIGKILL) before hwlab exits."""
     pid_file = tmp_path / "runner.pid"
     inventory = sshd.inventory(tmp_path / "inv", python=recording_python(tmp_path / "recording-python", pid_file))
-    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", "board", "--inventory", str(inventory),
-            "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4",
-            "--min-time", "120", "--max-time", "120", "--ci", "0", "--tables-dir", str(tmp_path / "t")]  # fmt: skip
-    env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # a bound for a broken run only
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    runner = int(pid_file.read_text())
+    proc, runner = start_long_profile("board", inventory, tmp_path / "t", pid_file)
     assert running(runner)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

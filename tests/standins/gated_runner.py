@@ -9,8 +9,11 @@ records the runner's pid as it starts. Every other command (``facts``, probes) r
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -45,3 +48,22 @@ def running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+# A job that runs for minutes, so a test can signal hwlab while its runner measures.
+FOREVER = ("--min-time", "120", "--max-time", "120", "--ci", "0")
+
+
+def start_long_profile(device: str, inventory: Path, tables: Path, pid_file: Path) -> tuple[subprocess.Popen[str], int]:
+    """``hwlab profile`` of a job of minutes on ``device`` (whose python is :func:`recording_python`), started
+    and waited for until its runner is up: (the hwlab process, the runner's pid)."""
+    argv = [sys.executable, "-m", "hwlab.cli", "profile", "--device", device, "--inventory", str(inventory),
+            "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4", *FOREVER,
+            "--tables-dir", str(tables)]  # fmt: skip
+    env = {**os.environ, "HWLAB_CACHE": str(tables.parent / "cache"), "COLUMNS": "200"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # a bound for a broken run only: export and start take seconds
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc, int(pid_file.read_text())
