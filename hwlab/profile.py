@@ -20,6 +20,7 @@ from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, SpaceEr
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
 from hwlab.lock import device_lock
+from hwlab.measure.anchors import ANCHORS, anchor_module
 from hwlab.measure.benchmark_model import BenchmarkModelMeasurer
 from hwlab.measure.deploy import Deployer
 from hwlab.measure.facts import device_facts
@@ -29,6 +30,7 @@ from hwlab.measure.results import ResultSink
 from hwlab.measure.runner import RunnerMeasurer
 from hwlab.measure.runtimes import available_backends, check_backend, runtime_version
 from hwlab.measure.settings import MeasureSettings
+from hwlab.measure.speed import Setting, SpeedScale
 from hwlab.progress import Progress
 from hwlab.space import OpSpec, SpaceContext, get_space
 from hwlab.tables import LookupTable, TableId
@@ -107,6 +109,7 @@ class ProfileReport:
     measured: list[dict[str, Any]] = field(default_factory=list)  # the rows written now
     pushed: int = 0
     measurer: str = ""
+    speed_note: str | None = None  # this run set the device's reference speed, or why it has no factor
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -267,14 +270,31 @@ def _profile_locked(
     report = ProfileReport(table, request.backend, len(by_key), len(by_key) - len(todo), measurer=measurer.name)
     if not todo:
         return report
-    job = with_models(job, _deployed(todo, request.backend, deployer, progress), device)
-    sink = ResultSink(table, {key: item.fields for key, item in by_key.items()}, device, request.backend)
+    models = _deployed(todo, request.backend, deployer, progress)
+    job = with_models(job, models, device, anchors=_deployed(anchor_items(), request.backend, deployer, progress))
+    setting = Setting(request.backend, fixed["runtime_version"], placement.threads, _mask(placement.core_mask))
+    speed = SpeedScale(request.tables_root, device.name, setting, set_by=str(request.table_id))
+    sink = ResultSink(table, {key: item.fields for key, item in by_key.items()}, device, request.backend, speed)
     try:
         measurer.run(deployer, job, sink, progress)
     finally:
         report.measured = sink.rows
         report.pushed = len(deployer.pushed)
+        report.speed_note = speed.note
     return report
+
+
+def _mask(core_mask: Sequence[int] | None) -> str | None:
+    return ",".join(map(str, core_mask)) if core_mask else None
+
+
+def anchor_items() -> list[ModelItem]:
+    """The anchor models, measured in every job (:mod:`hwlab.measure.anchors`)."""
+    items = []
+    for anchor in ANCHORS:
+        module, example = anchor_module(anchor)
+        items.append(ModelItem.of_module(anchor.key, module, example, {"anchor": True}))
+    return items
 
 
 def _deployed(todo: list[ModelItem], backend: str, deployer: Deployer, progress: Progress) -> list[ModelSpec]:

@@ -21,7 +21,7 @@ from hwlab.measure.runtimes import host_can_export
 from hwlab.space import get_space
 from hwlab.tables import LookupTable, TableId
 
-FAST = ["--min-time", "0.01", "--max-time", "0.2", "--min-count", "5"]
+FAST = ["--min-time", "0.01", "--max-time", "0.2", "--min-count", "5", "--min-rounds", "3", "--max-rounds", "4"]
 RUNTIME_MODULE = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "torch": "torch"}
 
 

@@ -17,8 +17,9 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from hwlab.errors import InvalidRequest
 from hwlab.inventory import CORE_MASK_RULES, RUNTIMES
-from hwlab.measure.settings import Cooldown, MeasureSettings, StopRule
+from hwlab.measure.settings import Cooldown, MeasureSettings, RoundRule, StopRule
 from hwlab.names import name_problem
 from hwlab.profile import Measuring
 
@@ -93,6 +94,16 @@ def add_backend_arg(p: argparse.ArgumentParser, *, several: bool = True) -> None
         metavar="|".join(BACKEND_CHOICES) if several else "|".join(RUNTIMES),
         help=what,
     )
+
+
+def single_backend(args: argparse.Namespace) -> str:
+    """The one backend of a command that works under one (``add_backend_arg(several=False)``)."""
+    if len(args.backend) != 1 or args.backend[0] == "all":
+        raise InvalidRequest(
+            f"{args.handler.__name__.removeprefix('cmd_')} works under one backend, not {','.join(args.backend)}",
+            hint="give one: --backend onnxruntime (or litert, torch)",
+        )
+    return args.backend[0]
 
 
 def add_folder_args(p: argparse.ArgumentParser, *folders: str) -> None:
@@ -226,11 +237,26 @@ def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) 
     if not stop_rules:
         return
     d = MeasureSettings()
-    m.add_argument("--min-time", type=non_negative, default=d.stop.min_time_s, help="seconds of samples at least")
-    m.add_argument("--max-time", type=positive, default=d.stop.max_time_s, help="seconds per model at most")
-    m.add_argument("--min-count", type=positive_int, default=d.stop.min_count, help="samples at least")
+    r = d.rounds or RoundRule()
     m.add_argument(
-        "--ci", type=non_negative, default=d.stop.ci_rel, help="stop once the 95%% CI of the median is within ±this"
+        "--schedule",
+        choices=("rounds", "single"),
+        default="rounds",
+        help="rounds: every model visited once per round in a seeded order, the rounds' common speed divided out"
+        " (drift-corrected); single: each model in one block of its own (the stop rules below)",
+    )
+    m.add_argument("--min-rounds", type=positive_int, default=r.min_rounds, help="rounds at least (rounds)")
+    m.add_argument("--max-rounds", type=positive_int, default=r.max_rounds, help="rounds at most (rounds)")
+    m.add_argument(
+        "--min-time", type=non_negative, default=d.stop.min_time_s, help="seconds of samples at least (single)"
+    )
+    m.add_argument("--max-time", type=positive, default=d.stop.max_time_s, help="seconds per model at most (single)")
+    m.add_argument("--min-count", type=positive_int, default=d.stop.min_count, help="samples at least (single)")
+    m.add_argument(
+        "--ci",
+        type=non_negative,
+        default=d.stop.ci_rel,
+        help="stop once the 95%% CI of the median is within ±this (between rounds, or within the block)",
     )
     m.add_argument(
         "--max-temp", type=number(-273.15, 200.0), metavar="C", help="cool down below this °C before each model"
@@ -246,9 +272,15 @@ def measuring(args: argparse.Namespace) -> Measuring:
 def measure_settings(args: argparse.Namespace) -> MeasureSettings:
     """The stop rules and cooldown of ``add_measuring_args(stop_rules=True)``."""
     d = MeasureSettings()
+    if args.max_rounds < args.min_rounds:
+        raise InvalidRequest(
+            f"--max-rounds {args.max_rounds} is below --min-rounds {args.min_rounds}", hint="raise --max-rounds"
+        )
+    rounds = RoundRule(min_rounds=args.min_rounds, max_rounds=args.max_rounds, ci_rel=args.ci)
     return MeasureSettings(
         warmup=d.warmup,
         stop=StopRule(min_count=args.min_count, min_time_s=args.min_time, max_time_s=args.max_time, ci_rel=args.ci),
         cooldown=Cooldown(max_temp_c=args.max_temp, pause_s=args.pause, timeout_s=d.cooldown.timeout_s),
         block_min_time_s=d.block_min_time_s,
+        rounds=rounds if args.schedule == "rounds" else None,
     )

@@ -10,11 +10,28 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hwlab.cli.common import add_device_args, add_inventory_arg, add_json_arg, command, print_json
+from hwlab.cli.common import (
+    add_backend_arg,
+    add_device_args,
+    add_folder_args,
+    add_inventory_arg,
+    add_json_arg,
+    add_measuring_args,
+    command,
+    measure_settings,
+    measuring,
+    number,
+    print_json,
+    single_backend,
+    whole,
+)
 from hwlab.cli.console import stderr_console
+from hwlab.cli.profile import PhaseBars, _progress_bar
 from hwlab.doctor import diagnose
 from hwlab.errors import HostKeyNotTrusted, InvalidRequest
 from hwlab.inventory import get_device, inventory_dir, load_inventory
+from hwlab.noise import NoisePlan, measure_noise
+from hwlab.profile import ProfileRequest
 from hwlab.transport import connect
 
 
@@ -53,10 +70,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="describe a device: CPU, clusters, governor, thermal, memory, runtimes; what it lacks",
         description="Describe a device (the runner's `facts`, or its shell's on a device with benchmark_model"
         " and no Python) and list what it lacks for profiling, each with the fix.",
-        examples=["hwlab doctor --device local", "hwlab doctor --device rk3399 --json"],
+        examples=[
+            "hwlab doctor --device local",
+            "hwlab doctor --device rk3399 --json",
+            "hwlab doctor --device local --noise --models 100 --gap 600",
+        ],
     )
     add_device_args(p)
-    add_json_arg(p, "print the facts and findings as JSON")
+    add_json_arg(p, "print the facts and findings (or the noise report) as JSON")
+    noise = p.add_argument_group("noise floor")
+    noise.add_argument(
+        "--noise",
+        action="store_true",
+        help="measure reference models in two runs --gap apart and report how well they agree, raw and"
+        " drift-corrected (stored with the device; predictor evaluations print it as their ceiling)",
+    )
+    d = NoisePlan()
+    noise.add_argument("--models", type=whole(2), default=d.models, help="reference whole models (--noise)")
+    noise.add_argument(
+        "--gap", type=number(0.0), default=d.gap_s, metavar="SECONDS", help="seconds between the two runs (--noise)"
+    )
+    noise.add_argument("--seed", type=whole(0), default=d.seed, help="which reference models (--noise)")
+    add_backend_arg(p, several=False)
+    add_folder_args(p, "tables")
+    add_measuring_args(p, stop_rules=True)
     p.set_defaults(handler=cmd_doctor)
 
 
@@ -133,6 +170,8 @@ def _confirm(console: Console, question: str) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.noise:
+        return cmd_noise(args)
     device = get_device(args.device, args.inventory)
     transport = connect(device)
     try:
@@ -150,6 +189,44 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             fix = f"\n         fix: {escape(f.fix)}" if f.fix else ""
             console.print(f"[{style[f.level]}]{f.level:>7}[/] {escape(f.what)}{fix}")
     return 1 if any(f.level == "missing" for f in findings) else 0
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    device = get_device(args.device, args.inventory)
+    backend = single_backend(args)
+    plan = NoisePlan(models=args.models, gap_s=args.gap, seed=args.seed, settings=measure_settings(args))
+    base = ProfileRequest.of(device, backend, measuring(args))
+    console = stderr_console() if args.json else Console()
+    console.print(
+        f"noise floor of [bold]{escape(device.name)}[/] ({backend}): {plan.models} models, two runs"
+        f" {plan.gap_s:g} s apart"
+    )
+    with _progress_bar(console) as bar:
+        report = measure_noise(device, backend, plan, args.tables_dir, base=base,
+                               progress_for=lambda run: PhaseBars(bar, run))  # fmt: skip
+    if args.json:
+        print_json(report.to_json())
+        return 0
+    view = Table(title=escape(report.summary()), show_header=True)
+    for col in ("", "within ±5%", "within ±10%", "median |diff|"):
+        view.add_column(col)
+    for name, a in (("raw", report.raw), ("raw / common factor", report.raw_after_common),
+                    ("corrected", report.corrected)):  # fmt: skip
+        view.add_row(name, f"{a.within_5:.0%}", f"{a.within_10:.0%}", f"{a.median_abs:.1%}")
+    console.print(view)
+    console.print(f"raw common factor of the second run: {report.raw_common_factor:.3f}")
+    spread = "-" if not report.speed_factors else f"{report.speed_spread:.1%}"
+    console.print(f"speed factors (every group, both runs): {_floats(report.speed_factors)}; spread {spread}")
+    steal = [f"{s:.1%}" if s is not None else "unreadable" for s in report.steal]
+    console.print(f"CPU steal during each run: {', '.join(steal)}")
+    console.print(
+        f"hottest zone: {_floats(report.temp_c, ' °C')}; lowest mean frequency: {_floats(report.freq_mhz, ' MHz')}"
+    )
+    return 0
+
+
+def _floats(values: list[float], unit: str = "") -> str:
+    return ", ".join(f"{v:.3g}{unit}" for v in values) if values else "unreadable"
 
 
 def _fmt(value: Any, unit: str = "") -> str:

@@ -271,5 +271,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 view.add_row(name, s, str(counts[s]), f"{sc.rmse_ms:.3f}", f"{sc.rmspe:.1%}", f"{sc.within_5:.0%}",
                              f"{sc.within_10:.0%}")  # fmt: skip
         console.print(view)
+        console.print(f"ceiling: {escape(str(report['noise_floor']))}")
         console.print(f"scatter plot: {escape(str(report['plot']))}")
     return 0

@@ -197,9 +197,19 @@ def _report_json(report: ProfileReport) -> dict[str, Any]:
     }
 
 
+def _speed_factors(rows: list[dict[str, Any]]) -> str:
+    """The job's speed against the device's reference (one per group of rounds): "1.000" or "0.97-1.04"."""
+    factors = sorted({r["speed_factor"] for r in rows if r.get("speed_factor")})
+    if not factors:
+        return "-"
+    return f"{factors[0]:.3f}" if len(factors) == 1 else f"{factors[0]:.3f}-{factors[-1]:.3f}"
+
+
 def print_summary(console: Console, reports: list[ProfileReport]) -> None:
     table = Table(title="profile summary")
-    for col in ("backend", "table", "ops", "measured now", "already there", "errors", "unstable", "sum of medians"):
+    columns = ("backend", "table", "ops", "measured now", "already there", "errors", "unstable", "sum of medians",
+               "speed factor")  # fmt: skip
+    for col in columns:
         table.add_column(col)
     for r in reports:
         ok = [row for row in r.table if row.get("status") == "ok"]
@@ -213,16 +223,19 @@ def print_summary(console: Console, reports: list[ProfileReport]) -> None:
             f"[red]{len(r.errors)}[/]" if r.errors else "0",
             f"[yellow]{len(r.unstable)}[/]" if r.unstable else "0",
             f"{total_ms:.3f} ms",
+            _speed_factors(r.measured),
         )
     console.print(table)
     for r in reports:
         backend = r.backend
         for row in r.errors:
             console.print(f"[red]failed[/] {backend} {escape(row['key'])}: {escape(str(row['error']))}")
+        if r.speed_note:
+            console.print(f"{backend}: {escape(r.speed_note)}")
         for row in r.unstable[:10]:
-            spread = row["iqr_ms"] / row["median_ms"]  # unstable rows have both
+            what = "its corrected rounds spread" if row.get("schedule") == "rounds" else "its IQR is"
             console.print(
-                f"[yellow]unstable[/] {backend} {escape(row['key'])}: IQR {spread:.0%} of the median (> 10%):"
+                f"[yellow]unstable[/] {backend} {escape(row['key'])}: {what} over 10% of the median:"
                 " the device was busy or throttling; rerun it with --pause or --max-temp"
             )
         if len(r.unstable) > 10:

@@ -25,11 +25,11 @@ from hwlab.cli.common import (
     positive_int,
     print_json,
     safe_name,
+    single_backend,
     whole,
 )
 from hwlab.cli.console import stderr_console
 from hwlab.cli.profile import PhaseBars, _progress_bar
-from hwlab.errors import InvalidRequest
 from hwlab.inventory import get_device
 
 SEARCH_HELP = """\
@@ -51,15 +51,6 @@ lookup table of this very space; when the table lacks any op of the space, the e
 Several GPUs: `torchrun --nproc_per_node N $(command -v hwlab) search ...` trains the supernet with
 DistributedDataParallel (each process draws its own path per step); the first process then searches.
 """
-
-
-def _single_backend(args: argparse.Namespace) -> str:
-    if len(args.backend) != 1 or args.backend[0] == "all":
-        raise InvalidRequest(
-            f"{args.handler.__name__.removeprefix('cmd_')} works under one backend, not {','.join(args.backend)}",
-            hint="give one: --backend onnxruntime (or litert, torch)",
-        )
-    return args.backend[0]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -183,7 +174,7 @@ def search_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from hwlab.search.job import ScoreSettings, SearchPlan, SearchRequest
     from hwlab.search.space import SearchSpace
 
-    backend = _single_backend(args)
+    backend = single_backend(args)
     data = load_data(args.data, args.input_size, seed=args.seed)
     classes = args.num_classes or data.num_classes
     space = SearchSpace.of(args.input_size, args.width, classes, args.channel_search, args.stem_stride)

@@ -12,8 +12,20 @@ from hwlab.cli.common import add_folder_args, add_json_arg, command, print_json
 from hwlab.cli.interop import register_interop
 from hwlab.errors import TableError
 from hwlab.tables import LookupTable, TableId, list_tables
+from hwlab.tables.rows import uncorrected_note
 
-SHOW_COLUMNS = ("key", "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "n", "ci_rel", "temp_c", "status")
+SHOW_COLUMNS = (
+    "key",
+    "median_ms",
+    "raw_median_ms",
+    "speed_factor",
+    "p10_ms",
+    "p90_ms",
+    "n",
+    "ci_rel",
+    "temp_c",
+    "status",
+)
 
 
 def _conditions(meta: dict) -> str:  # type: ignore[type-arg]
@@ -123,7 +135,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         view.add_column(col, justify="left" if col in ("key", "status") else "right")
     for r in rows:
         view.add_row(*(_cell(r, c) for c in SHOW_COLUMNS))
-    Console().print(view)
+    console = Console()
+    console.print(view)
+    note = uncorrected_note(rows)
+    if note:
+        console.print(f"[yellow]note[/]: {escape(note)}")
     return 0
 
 

@@ -67,6 +67,6 @@ def model_spec(key: str, path: str, input_shapes: Sequence[Sequence[int]]) -> Mo
     return ModelSpec(key=key, path=path, inputs=tuple(InputSpec(tuple(s), "float32") for s in input_shapes))
 
 
-def with_models(job: Job, models: Sequence[ModelSpec], device: DeviceSpec) -> Job:
-    """The job with its models, checked again as a whole."""
-    return _valid(replace(job, models=tuple(models)), device)
+def with_models(job: Job, models: Sequence[ModelSpec], device: DeviceSpec, anchors: Sequence[ModelSpec] = ()) -> Job:
+    """The job with its models (and the anchors measured with them), checked again as a whole."""
+    return _valid(replace(job, models=tuple(models), anchors=tuple(anchors)), device)

@@ -14,6 +14,8 @@ from typing import Any
 
 from hwlab.errors import RunnerError
 from hwlab.inventory import DeviceSpec
+from hwlab.measure.anchors import is_anchor
+from hwlab.measure.speed import SpeedScale
 from hwlab.progress import Progress
 from hwlab.tables import LookupTable
 from hwlab.tables.rows import row_from_result
@@ -28,15 +30,24 @@ class ResultSink:
     fields: Mapping[str, Mapping[str, Any]]
     device: DeviceSpec
     backend: str
+    speed: SpeedScale | None = None  # the job's anchors: its figures on the device's reference scale
     rows: list[dict[str, Any]] = field(default_factory=list)  # the lines written, in order
 
-    def append(self, result: dict[str, Any]) -> dict[str, Any]:
+    def append(self, result: dict[str, Any]) -> dict[str, Any] | None:
+        """The row written for a model's line (None for an anchor's, which is kept beside the table)."""
         key = result.get("key", "")
+        if result.get("anchor") and is_anchor(key):
+            self.table.append_anchor(result)
+            if self.speed is not None:
+                self.speed.add_anchor(result)
+            return None
         if key not in self.fields:
             raise RunnerError(f"the device returned a result for an unknown key {key!r}")
+        factor = self.speed.factor_for(result) if self.speed is not None and result.get("status") == "ok" else None
         row, samples = row_from_result(
-            result, key, self.fields[key], device=self.device.name, backend=self.backend, emulated=self.device.emulated
-        )
+            result, key, self.fields[key], device=self.device.name, backend=self.backend,
+            emulated=self.device.emulated, speed_factor=factor,
+        )  # fmt: skip
         line = self.table.append(row, samples)
         self.rows.append(line)
         return line
@@ -61,8 +72,8 @@ def read_results(stream: LineStream, sink: ResultSink, keys: Sequence[str], prog
                 result = json.loads(line)
             except ValueError:
                 raise RunnerError(f"the runner printed a line that is not JSON: {line[:200]!r}") from None
-            sink.append(result)
-            progress("measure", done(), total, keys[done()] if done() < total else "")
+            if sink.append(result) is not None:
+                progress("measure", done(), total, keys[done()] if done() < total else "")
     finally:
         if done() < total:
             stream.kill()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from hwlab_runner.job import Cooldown, MeasureSettings, PowerRule, StopRule, Warmup
+from hwlab_runner.job import Cooldown, MeasureSettings, PowerRule, RoundRule, StopRule, Warmup
 
-__all__ = ["Cooldown", "MeasureSettings", "PowerRule", "StopRule", "Warmup", "stopping"]
+__all__ = ["Cooldown", "MeasureSettings", "PowerRule", "RoundRule", "StopRule", "Warmup", "single", "stopping"]
 
 
 DEFAULT = MeasureSettings()
@@ -20,3 +20,8 @@ DEFAULT = MeasureSettings()
 def stopping(settings: MeasureSettings = DEFAULT, **stop: Any) -> MeasureSettings:
     """``settings`` with some stop-rule fields changed: ``stopping(min_time_s=0.3, ci_rel=0.003)``."""
     return replace(settings, stop=replace(settings.stop, **stop))
+
+
+def single(settings: MeasureSettings = DEFAULT) -> MeasureSettings:
+    """``settings`` measuring each model in one block of its own (no rounds)."""
+    return replace(settings, rounds=None)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hwlab.errors import TableError
+from hwlab.noise import noise_ceiling
 from hwlab.predictors.dataset import distinct_kernels, onnx_path
 from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Predictor, predictor_dir
@@ -176,7 +177,8 @@ def evaluate_and_report(
     result = evaluate(base, predictor, plan, spos_count=spos_count, family_count=family_count, seed=seed,
                       progress=progress)  # fmt: skip
     folder = predictor_dir(root, base.device.name, base.backend)
+    ceiling = noise_ceiling(base.tables_root, base.device.name, base.backend)
     report: dict[str, object] = {**result.to_json(), "plot": str(result.plot(plot or folder / "eval.png")),
-                                 "held_out_seed": seed}  # fmt: skip
+                                 "held_out_seed": seed, "noise_floor": ceiling}  # fmt: skip
     write_json_atomic(folder / "eval.json", report)
     return result, report

@@ -4,12 +4,17 @@ A row is what was measured (``key`` and the ``fields`` that describe it: an op's
 shapes, a kernel's features) and then the same provenance and statistics columns
 for every row of every table, null where unknown, so ``pandas.read_json`` of any
 table sees one schema. A runner result line becomes a row here, in one place.
+
+``median_ms`` is the figure everything uses: the raw median divided by the rounds'
+factors and by the job's speed factor (``correction`` says which applied), beside
+``raw_median_ms``. The other summary columns (p10, p90, IQR, mean, std, min) are of
+the raw samples. A row of an older table has no ``correction``: its median is raw.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -49,14 +54,19 @@ class Row:
     temp_c_after: float | None = None
     freq_mhz: float | None = None
     n: int | None = None
-    median_ms: float | None = None
+    median_ms: float | None = None  # corrected (rounds and anchors) when ``correction`` says so, else raw
+    raw_median_ms: float | None = None  # the median of the raw samples, as timed
+    speed_factor: float | None = None  # the job's speed against the device's reference (1.1: 10 % slow)
+    schedule: str | None = None  # "rounds" (interleaved with the job's other models) or "single" (one block)
+    rounds: int | None = None
+    correction: str | None = None  # what median_ms has been corrected for: "rounds+anchors", "anchors", ...
     p10_ms: float | None = None
     p90_ms: float | None = None
     iqr_ms: float | None = None
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
-    ci_rel: float | None = None
+    ci_rel: float | None = None  # of median_ms: between rounds for "rounds", within the block for "single"
     unstable: bool | None = None
     block: int | None = None
     stop_reason: str | None = None
@@ -144,11 +154,46 @@ def _governor_note(request: dict[str, Any] | None) -> str | None:
     return f"{request.get('requested')} not applied: {request.get('reason')}"
 
 
+def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, Any]:
+    """median_ms and its provenance: rounds-corrected, then divided by the job's speed factor."""
+    s, rounds = result["summary"], result.get("rounds")
+    raw = s.get("median_us")
+    median = rounds.get("corrected_median_us") if rounds else raw
+    applied = (["rounds"] if rounds else []) + (["anchors"] if speed_factor else [])
+    if median is not None and speed_factor:
+        median = median / speed_factor
+    return {
+        "median_ms": _ms(median),
+        "raw_median_ms": _ms(raw),
+        "speed_factor": round(speed_factor, 6) if speed_factor else None,
+        "schedule": result.get("schedule", "single"),
+        "rounds": rounds.get("n") if rounds else None,
+        "correction": "+".join(applied) or "none",
+        "ci_rel": rounds.get("ci_rel") if rounds else s.get("ci_rel"),
+    }
+
+
+def _unstable(result: dict[str, Any], median: float | None, iqr: float | None) -> bool | None:
+    """Spread beyond UNSTABLE_IQR_REL: of the corrected rounds (raw samples hold the drift), else the IQR."""
+    rounds = result.get("rounds")
+    if rounds:
+        spread = rounds.get("spread_rel")
+        return None if spread is None else bool(spread > UNSTABLE_IQR_REL)
+    return bool(iqr / median > UNSTABLE_IQR_REL) if median and iqr is not None else None
+
+
 def row_from_result(
-    result: dict[str, Any], key: str, fields: Mapping[str, Any], *, device: str, backend: str, emulated: bool
+    result: dict[str, Any],
+    key: str,
+    fields: Mapping[str, Any],
+    *,
+    device: str,
+    backend: str,
+    emulated: bool,
+    speed_factor: float | None = None,
 ) -> tuple[Row, dict[str, Any] | None]:
     """The table row for a runner-protocol result line (``fields`` describe what was measured), and the
-    raw data to store beside it (None for an error)."""
+    raw data to store beside it (None for an error). ``speed_factor`` is the job's, from its anchors."""
     common: dict[str, Any] = {
         "key": key,
         "fields": dict(fields),
@@ -178,14 +223,31 @@ def row_from_result(
     median, iqr = s.get("median_us"), s.get("iqr_us")
     row = Row(
         **common,
-        **{f"{name}_ms": _ms(s.get(f"{name}_us")) for name in SUMMARY_COLUMNS},
+        **{f"{name}_ms": _ms(s.get(f"{name}_us")) for name in SUMMARY_COLUMNS if name != "median"},
+        **_corrected(result, speed_factor),
         n=s["n"],
-        ci_rel=s.get("ci_rel"),
         block=result.get("block"),
         stop_reason=result.get("stop_reason"),
         timer=result.get("timer"),
-        unstable=bool(iqr / median > UNSTABLE_IQR_REL) if median and iqr is not None else None,
+        unstable=_unstable(result, median, iqr),
     )
     raw = {"samples_us": result.get("samples_us") or [], "block": result.get("block")}
+    if result.get("rounds"):
+        raw["rounds"] = result["rounds"]
     raw.update({detail: result[detail] for detail in RAW_DETAILS if result.get(detail) is not None})
     return row, raw
+
+
+def uncorrected_note(rows: Iterable[Mapping[str, Any]]) -> str | None:
+    """What to say of rows whose median is raw (older tables, or a job without anchors); None if there are none."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("source", "measured") == "measured"]
+    old = sum(1 for r in ok if r.get("correction") is None)
+    if old:
+        return (
+            f"{old} of {len(ok)} rows were measured before drift correction: their median_ms is the raw median,"
+            " not on the device's reference scale; profile them again into a new table to correct them"
+        )
+    bare = sum(1 for r in ok if r.get("correction") in ("none", "rounds"))
+    if bare:
+        return f"{bare} of {len(ok)} rows had no anchor measured with them: not on the device's reference scale"
+    return None

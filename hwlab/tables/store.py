@@ -30,6 +30,7 @@ from hwlab.tables.rows import Row, line_problem
 FORMAT_VERSION = 1
 ROWS = "ops.jsonl"
 SAMPLES = "samples.jsonl"
+ANCHORS = "anchors.jsonl"  # the anchor lines of every job that filled the table, as the device sent them
 META = "meta.json"
 
 
@@ -236,6 +237,13 @@ class LookupTable:
         if self._samples is not None and samples is not None:
             self._samples[row.key] = {"key": row.key, **samples}
         return line
+
+    def append_anchor(self, result: dict[str, Any]) -> None:
+        """Keep an anchor's result line (its raw samples included): the evidence of the table's speed factors."""
+        _append_line(self.folder / ANCHORS, {**result, "received_at": _now()})
+
+    def anchor_lines(self) -> list[dict[str, Any]]:
+        return _read_lines(self.folder / ANCHORS)[0]
 
     def drop(self, keys: set[str]) -> None:
         """Rewrite the table without these rows (atomically), e.g. failed ops about to be retried."""

@@ -248,6 +248,15 @@ class SshTransport:
         with _paramiko_logs_kept():
             return self._connect_quietly()
 
+    @staticmethod
+    def _stopped(client: paramiko.SSHClient) -> None:
+        """A failed client's transport thread stopped and joined, so it logs its failure while paramiko's
+        log is still kept quiet (it may otherwise print a traceback after hwlab has said the error)."""
+        transport = client.get_transport()
+        client.close()
+        if transport is not None and transport.is_alive():
+            transport.join(timeout=5)
+
     def _connect_quietly(self) -> paramiko.SSHClient:
         client = self._new_client()
         name = known_hosts_name(self.target.hostname, self.target.port)
@@ -281,6 +290,7 @@ class SshTransport:
             if isinstance(err, TransportError):
                 raise
             transport = client.get_transport()
+            self._stopped(client)
             if transport is not None and not transport.remote_version:  # TCP up, no SSH server spoke: no retry
                 raise NotSsh(
                     f"{name} accepted the connection but sent no SSH banner within {self.connect_timeout:g} s",

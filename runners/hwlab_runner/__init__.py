@@ -6,5 +6,5 @@ It never imports ``hwlab``: the host and the device share nothing but the JSON
 described in PROTOCOL.md.
 """
 
-PROTOCOL_VERSION = 2  # 2: warm-up 0.05 s and at most 3 s per model by default (1: 0.1 s and 5 s)
+PROTOCOL_VERSION = 3  # 3: models measured in interleaved rounds with anchors; 2: new warm-up and stop defaults
 __version__ = "0.1.0"

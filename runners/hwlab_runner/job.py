@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from . import PROTOCOL_VERSION
 from .backends import BACKENDS
+from .rounds import RoundRule
 from .timing import StopRule, Warmup
 
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -66,6 +67,7 @@ class MeasureSettings:
     block_min_time_s: float = 0.0002
     cooldown: Cooldown = Cooldown()
     seed: int = 0
+    rounds: RoundRule | None = RoundRule()  # None: each model in one block of its own (``stop``)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Job:
 
     runtime: str
     models: tuple[ModelSpec, ...]
+    anchors: tuple[ModelSpec, ...] = ()  # measured in every group of rounds: the scale between jobs
     threads: int = 1
     core_mask: tuple[int, ...] | None = None
     settings: MeasureSettings = MeasureSettings()
@@ -160,6 +163,17 @@ _STOP_CHECKS = {
     "ci_rel": _optional(lambda v, w: _number(v, w)),
     "confidence": lambda v, w: _confidence(v, w),
     "max_count": lambda v, w: _int(v, w, 1),
+}
+_ROUNDS_CHECKS = {
+    "min_rounds": lambda v, w: _int(v, w, 1),
+    "max_rounds": lambda v, w: _int(v, w, 1),
+    "max_time_s": lambda v, w: _number(v, w, strict=True),
+    "ci_rel": _optional(lambda v, w: _number(v, w)),
+    "confidence": lambda v, w: _confidence(v, w),
+    "visit_min_time_s": lambda v, w: _number(v, w),
+    "visit_min_samples": lambda v, w: _int(v, w, 1),
+    "visit_warmup": lambda v, w: _int(v, w, 0),
+    "group_size": lambda v, w: _int(v, w, 1),
 }
 _COOLDOWN_CHECKS = {
     "max_temp_c": _optional(lambda v, w: _number(v, w, minimum=-273.15)),
@@ -243,12 +257,33 @@ def _inputs(value: Any, where: str) -> tuple[InputSpec, ...]:
     return tuple(specs)
 
 
-def _models(value: Any) -> tuple[ModelSpec, ...]:
+def _rounds(value: Any) -> RoundRule | None:
+    """null (one block per model) or an object whose missing keys keep their defaults."""
+    if value is None:
+        return None
+    rule = _rule(RoundRule, value, "rounds", _ROUNDS_CHECKS)
+    if rule.max_rounds < rule.min_rounds:
+        raise _fail("rounds.max_rounds", f"expected at least min_rounds ({rule.min_rounds}), got {rule.max_rounds}")
+    return rule
+
+
+def _anchors(value: Any, models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+    if value is None or value == []:
+        return ()
+    anchors = _models(value, "anchors")
+    keys = [m.key for m in anchors] + [m.key for m in models]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise _fail("anchors", f"key {dup!r} appears twice among the models and anchors")
+    return anchors
+
+
+def _models(value: Any, name: str = "models") -> tuple[ModelSpec, ...]:
     if not isinstance(value, list) or not value:
-        raise _fail("models", "expected a non-empty list of models")
+        raise _fail(name, f"expected a non-empty list of {name}")
     models = []
     for i, item in enumerate(value):
-        here = f"models[{i}]"
+        here = f"{name}[{i}]"
         item = _mapping(item, here)
         key = _require(item, "key", here + ".")
         path = _require(item, "path", here + ".")
@@ -284,10 +319,12 @@ def parse_job(data: Any, base_dir: str = ".") -> Job:
     runtime = _require(data, "runtime", "")
     if runtime not in BACKENDS:
         raise _fail("runtime", f"unknown runtime {runtime!r}: expected one of {', '.join(sorted(BACKENDS))}")
+    models = _models(_require(data, "models", ""))
     return Job(
         protocol=protocol,
         runtime=runtime,
-        models=_models(_require(data, "models", "")),
+        models=models,
+        anchors=_anchors(data.get("anchors"), models),
         threads=_int(data.get("threads", 1), "threads", 1),
         core_mask=_core_mask(data.get("core_mask")),
         settings=MeasureSettings(
@@ -296,6 +333,7 @@ def parse_job(data: Any, base_dir: str = ".") -> Job:
             block_min_time_s=_number(data.get("block_min_time_s", _DEFAULTS.block_min_time_s), "block_min_time_s"),
             cooldown=_rule(Cooldown, data.get("cooldown", {}), "cooldown", _COOLDOWN_CHECKS),
             seed=_int(data.get("seed", 0), "seed", 0),
+            rounds=_rounds(data.get("rounds", {})),
         ),
         power=_power(data.get("power")),
         governor=_governor(data.get("governor")),
@@ -346,17 +384,20 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "stop": _fields_of(s.stop),
         "block_min_time_s": s.block_min_time_s,
         "cooldown": _fields_of(s.cooldown),
+        "rounds": _fields_of(s.rounds) if s.rounds is not None else None,
         "power": _power_to_json(job.power),
         "governor": job.governor,
         "device": job.device,
-        "models": [
-            {
-                "key": m.key,
-                "path": m.path,
-                "inputs": [{"shape": list(i.shape), "dtype": i.dtype} for i in m.inputs],
-            }
-            for m in job.models
-        ],
+        "models": [_model_to_json(m) for m in job.models],
+        "anchors": [_model_to_json(m) for m in job.anchors],
+    }
+
+
+def _model_to_json(model: ModelSpec) -> dict[str, Any]:
+    return {
+        "key": model.key,
+        "path": model.path,
+        "inputs": [{"shape": list(i.shape), "dtype": i.dtype} for i in model.inputs],
     }
 
 
@@ -375,6 +416,7 @@ __all__ = [
     "MeasureSettings",
     "ModelSpec",
     "PowerRule",
+    "RoundRule",
     "checked",
     "job_to_json",
     "load_job",

@@ -15,16 +15,18 @@ import os
 import sys
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, TextIO
+from typing import Any, Callable, Dict, Sequence, TextIO
 
 from . import PROTOCOL_VERSION, sysinfo
 from .affinity import apply_core_mask, current_affinity
-from .backends import Backend, get_backend
+from .backends import Backend, Loaded, get_backend
 from .cooldown import cool_down
 from .energy import PowerPlan, PowerSampler, plan_power, power_result
 from .governor import CpuGovernor, set_for_job
 from .job import Job, ModelSpec
+from .rounds import Member, RoundsResult, measure_rounds
 from .signals import exit_on_signals
 from .stats import summarize
 from .timing import measure
@@ -87,15 +89,8 @@ def capped_threads(threads: int, affinity: list[int] | None) -> int:
     return min(threads, len(affinity)) if affinity else threads
 
 
-def measure_model(
-    job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup | None = None
-) -> dict[str, Any]:
-    """Load and measure one model, filling ``line`` in place as facts become known.
-
-    ``line`` already holds the runtime fields, so whatever was learned before
-    an exception is still reported with the error.
-    """
-    setup = setup or Setup(root=sysinfo.sysfs_root(), threads=job.threads)
+def load_model(job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup) -> Loaded:
+    """Load one model, filling ``line`` with what loading tells (its time, the timer, the runtime's facts)."""
     path = job.model_path(model)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
@@ -105,8 +100,37 @@ def measure_model(
     line["core_mask"] = current_affinity()
     line["timer"] = loaded.timer
     line.update(loaded.info)
+    return loaded
+
+
+def _state_before(line: dict[str, Any], setup: Setup) -> None:
     before = _device_state(setup.root)
     line["freq_khz_before"], line["temp_c_before"] = before["freq_khz"], before["temp_c"]
+
+
+def _state_after(line: dict[str, Any], setup: Setup) -> None:
+    after = _device_state(setup.root)
+    line["freq_khz_after"], line["temp_c_after"] = after["freq_khz"], after["temp_c"]
+
+
+def _samples_and_summary(samples_us: Sequence[float], confidence: float) -> dict[str, Any]:
+    samples = [round(s, SAMPLE_DIGITS) for s in samples_us]
+    # From the rounded samples, so a host recomputing it from samples_us gets the same numbers.
+    return {"samples_us": samples, "summary": summarize(samples, confidence).to_json("us", SAMPLE_DIGITS)}
+
+
+def measure_model(
+    job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup | None = None
+) -> dict[str, Any]:
+    """Load and measure one model in one block of its own, filling ``line`` in place as facts become known.
+
+    ``line`` already holds the runtime fields, so whatever was learned before
+    an exception is still reported with the error.
+    """
+    setup = setup or Setup(root=sysinfo.sysfs_root(), threads=job.threads)
+    start = time.perf_counter()
+    loaded = load_model(job, model, backend, line, setup)
+    _state_before(line, setup)
     plan = setup.power
     sampler = PowerSampler(plan.sensor, plan.sample_hz) if plan and plan.sensor and not plan.reason else None
     try:
@@ -122,25 +146,20 @@ def measure_model(
             )
     finally:
         window = sampler.stop() if sampler else None  # idempotent: stops the thread after a failure too
-    after = _device_state(setup.root)
+    _state_after(line, setup)
     line["wall_time_s"] = round(time.perf_counter() - start, TIME_DIGITS)
-    samples = [round(s, SAMPLE_DIGITS) for s in result.samples_us]
-    # From the rounded samples, so a host recomputing it from samples_us gets the same numbers.
-    summary = summarize(samples, job.settings.stop.confidence).to_json("us", SAMPLE_DIGITS)
     line.update(
         status="ok",
-        samples_us=samples,
+        schedule="single",
+        **_samples_and_summary(result.samples_us, job.settings.stop.confidence),
         block=result.block,
         warmup_count=result.warmup_count,
         warmup_time_s=round(result.warmup_time_s, TIME_DIGITS),
         sampling_time_s=round(result.sampling_time_s, TIME_DIGITS),
         stop_reason=result.stop_reason,
-        summary=summary,
-        freq_khz_after=after["freq_khz"],
-        temp_c_after=after["temp_c"],
     )
     if plan is not None and window is not None:
-        line["power"] = power_result(plan, window, float(summary["mean_us"]))  # type: ignore[arg-type]
+        line["power"] = power_result(plan, window, float(line["summary"]["mean_us"]))
     return line
 
 
@@ -222,29 +241,144 @@ def run_job(job: Job, write: Writer, root: str | None = None) -> int:
                 print(f"hwlab_runner: {failure}: restore it by hand", file=sys.stderr)
 
 
+def schedule_of(job: Job, setup: Setup) -> tuple[str, str | None]:
+    """("rounds" or "single", why not rounds): rounds unless the job, its size or its power rule rules them out."""
+    if job.settings.rounds is None:
+        return "single", "the job asks for one block per model"
+    if len(job.models) + len(job.anchors) < 2:
+        return "single", "one model: there is no other to share its rounds' speed with"
+    if setup.power is not None and setup.power.sensor is not None and not setup.power.reason:
+        return "single", "power is sampled over one block per model"
+    return "rounds", None
+
+
+def _line(key: str, head: dict[str, Any], setup: Setup, anchor: bool) -> dict[str, Any]:
+    line: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "key": key, "status": "error", **head}
+    if anchor:
+        line["anchor"] = True
+    line["governors"] = _governors(setup)
+    if setup.power is not None and (setup.power.sensor is None or setup.power.reason):
+        line["power"] = setup.power.unavailable()
+    return line
+
+
+def _failed(line: dict[str, Any], key: str, exc: BaseException) -> None:
+    line["status"], line["error"] = "error", _error_text(exc)
+    print(f"hwlab_runner: model {key} failed:", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+
+
+def _cool_down(job: Job, setup: Setup) -> float:
+    rule = job.settings.cooldown
+    return round(cool_down(rule.max_temp_c, rule.pause_s, rule.timeout_s, setup.root), TIME_DIGITS)
+
+
 def _run_models(
     job: Job, backend: Backend, write: Writer, setup: Setup, setup_error: str | None, head: dict[str, Any]
 ) -> int:
+    """Anchors first, then the models; in groups of rounds, or one block each. Returns the models that failed."""
+    schedule, why_not = schedule_of(job, setup) if setup_error is None else ("single", None)
+    if schedule == "rounds":
+        return _run_groups(job, backend, write, setup, head)
+    if why_not and job.settings.rounds is not None:
+        print(f"hwlab_runner: one block per model: {why_not}", file=sys.stderr)
     failures = 0
-    for model in job.models:
-        line: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "key": model.key, "status": "error", **head}
-        line["governors"] = _governors(setup)
-        if setup.power is not None and (setup.power.sensor is None or setup.power.reason):
-            line["power"] = setup.power.unavailable()
+    for model in (*job.anchors, *job.models):
+        anchor = model in job.anchors
+        line = _line(model.key, head, setup, anchor)
         try:
             if setup_error is not None:
                 line["error"] = setup_error
             else:
-                rule = job.settings.cooldown
-                line["cooldown_s"] = round(
-                    cool_down(rule.max_temp_c, rule.pause_s, rule.timeout_s, setup.root), TIME_DIGITS
-                )
+                line["cooldown_s"] = _cool_down(job, setup)
                 measure_model(job, model, backend, line, setup)
         except Exception as e:
-            line["status"], line["error"] = "error", _error_text(e)
-            print(f"hwlab_runner: model {model.key} failed:", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
-        failures += line["status"] != "ok"
+            _failed(line, model.key, e)
+        failures += line["status"] != "ok" and not anchor
         write(line)
         gc.collect()
     return failures
+
+
+def _run_groups(job: Job, backend: Backend, write: Writer, setup: Setup, head: dict[str, Any]) -> int:
+    rule = job.settings.rounds
+    assert rule is not None
+    failures = 0
+    for index, start in enumerate(range(0, len(job.models), rule.group_size)):
+        failures += _run_group(job, index, job.models[start : start + rule.group_size], backend, write, setup, head)
+        gc.collect()
+    return failures
+
+
+def _run_group(
+    job: Job,
+    index: int,
+    models: Sequence[ModelSpec],
+    backend: Backend,
+    write: Writer,
+    setup: Setup,
+    head: dict[str, Any],
+) -> int:
+    """Load the anchors and ``models``, measure them in rounds, then write their lines (anchors first)."""
+    rule = job.settings.rounds
+    assert rule is not None
+    seed = job.settings.seed + index
+    lines: dict[str, dict[str, Any]] = {}
+    members: dict[str, Member] = {}
+    start = time.perf_counter()
+    cooldown_s = _cool_down(job, setup)
+    with ExitStack() as contexts:
+        for model in (*job.anchors, *models):
+            line = lines[model.key] = _line(model.key, head, setup, model in job.anchors)
+            line["cooldown_s"] = cooldown_s
+            try:
+                loaded = load_model(job, model, backend, line, setup)
+                contexts.enter_context(loaded.context())
+                members[model.key] = Member(loaded, loaded.block_timer)
+            except Exception as e:
+                _failed(line, model.key, e)
+        for line in lines.values():
+            _state_before(line, setup)
+        result = measure_rounds(members, rule, job.settings.block_min_time_s, seed) if members else None
+    wall_time_s = round(time.perf_counter() - start, TIME_DIGITS)
+    for key, line in lines.items():
+        _state_after(line, setup)
+        if result is not None and key in members:
+            _round_result(line, key, result, index, seed, rule.confidence)
+        line["wall_time_s"] = wall_time_s
+        write(line)
+    return sum(lines[m.key]["status"] != "ok" for m in models)
+
+
+def _round_result(
+    line: dict[str, Any], key: str, result: RoundsResult, group: int, seed: int, confidence: float
+) -> None:
+    member = result.members[key]
+    if member.error is not None:
+        line["status"], line["error"] = "error", member.error
+        return
+    corrected = result.corrected[key]
+    line.update(
+        status="ok",
+        schedule="rounds",
+        **_samples_and_summary(member.samples_us, confidence),
+        block=member.block,
+        warmup_count=member.warmup_count,
+        warmup_time_s=round(member.warmup_ns / 1e9, TIME_DIGITS),
+        sampling_time_s=round(member.sampling_ns / 1e9, TIME_DIGITS),
+        stop_reason=result.stop_reason,
+        rounds={
+            "group": group,
+            "seed": seed,
+            "members": len(result.corrected),
+            "n": len(member.visit_us),
+            "time_s": round(result.time_s, TIME_DIGITS),
+            "visit_median_us": [round(v, SAMPLE_DIGITS) for v in member.visit_us],
+            "factors": [round(f, 6) for f in result.factors],
+            "corrected_median_us": round(corrected.median_us, SAMPLE_DIGITS),
+            "ci_low_us": round(corrected.ci_low_us, SAMPLE_DIGITS),
+            "ci_high_us": round(corrected.ci_high_us, SAMPLE_DIGITS) if math.isfinite(corrected.ci_high_us) else None,
+            "ci_rel": round(corrected.ci_rel, 6) if math.isfinite(corrected.ci_rel) else None,
+            "spread_rel": round(corrected.spread_rel, 6) if math.isfinite(corrected.spread_rel) else None,
+        },
+    )

@@ -116,7 +116,7 @@ def test_no_cpufreq(tmp_path):
 
 
 def job_with(**fields):
-    data = {"protocol": 2, "runtime": "onnxruntime", "models": [{"key": "m", "path": "m.onnx", "inputs": []}]}
+    data = {"protocol": 3, "runtime": "onnxruntime", "models": [{"key": "m", "path": "m.onnx", "inputs": []}]}
     return parse_job({**data, **fields})
 
 

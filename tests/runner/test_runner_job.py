@@ -12,7 +12,7 @@ from hwlab_runner.run import line_writer, run_job
 from hwlab_runner.timing import StopRule
 
 GOOD = {
-    "protocol": 2,
+    "protocol": 3,
     "runtime": "onnxruntime",
     "models": [{"key": "k", "path": "m.onnx", "inputs": [{"shape": [1, 3], "dtype": "float32"}]}],
 }
@@ -66,7 +66,7 @@ def test_unknown_top_level_and_model_keys_are_ignored():
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("protocol", 1, "job field 'protocol': this runner speaks protocol 2, the job is protocol 1"),
+        ("protocol", 1, "job field 'protocol': this runner speaks protocol 3, the job is protocol 1"),
         ("protocol", "1", "job field 'protocol': expected a positive integer"),
         ("runtime", "tvm", "'runtime': unknown runtime 'tvm': expected one of litert, onnxruntime, torch"),
         ("threads", 0, "job field 'threads': expected an integer >= 1, got 0"),

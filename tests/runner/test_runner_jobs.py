@@ -60,7 +60,7 @@ def affinity() -> list[int]:
 
 
 def start(folder: Path, name: str, job: dict, sysfs: Path | None = None) -> subprocess.Popen:
-    full = {"protocol": 2, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
+    full = {"protocol": 3, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
     (folder / name).write_text(json.dumps(full))
     env = dict(os.environ, PYTHONPATH=RUNNERS)
     env.pop("HWLAB_RUNNER_SYSFS_ROOT", None)
@@ -139,7 +139,10 @@ def test_cuda_where_there_is_none_is_an_error_line(folder):
 def test_sigterm_mid_job_restores_the_governor(folder, tmp_path):
     cpus = affinity()
     sysfs = fake_sysfs(tmp_path, cpus)
-    long_run = {"stop": {"min_count": 10, "max_time_s": 60.0, "ci_rel": None}, "governor": "performance"}
+    long_run = {
+        "stop": {"min_count": 10, "max_time_s": 60.0, "ci_rel": None, "max_count": 10**9},
+        "governor": "performance",
+    }
     proc = start(folder, "long.json", long_run, sysfs)
     try:
         deadline = time.monotonic() + 60

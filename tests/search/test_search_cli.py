@@ -11,7 +11,7 @@ import pytest
 from hwlab.cli import main
 from hwlab.tables import LookupTable, TableId
 
-FAST = ["--min-time", "0.01", "--max-time", "0.2", "--min-count", "5"]
+FAST = ["--min-time", "0.01", "--max-time", "0.2", "--min-count", "5", "--min-rounds", "3", "--max-rounds", "4"]
 SPACE = ["--input-size", "16", "--width", "0.25", "--stem-stride", "1"]
 TINY = ["--epochs", "1", "--population", "6", "--iterations", "2", "--parents", "2", "--mutations", "2",
         "--crossovers", "2", "--recal-batches", "1"]  # fmt: skip

@@ -17,6 +17,7 @@ from gated_runner import gated_python, recording_python, running, start_long_pro
 from hwlab.cli import main
 from hwlab.errors import DeviceBusy, TransportError
 from hwlab.lock import device_lock
+from hwlab.measure.anchors import ANCHORS
 from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.profile import ProfileRequest, profile
 from hwlab.space import get_space
@@ -42,9 +43,9 @@ def test_cli_profile_over_ssh_then_nothing_new(sshd, tmp_path: Path, capsys: pyt
     assert first["measured"] == 4 and first["errors"] == []
     rows = list(LookupTable(Path(first["table"])))
     assert {r["device"] for r in rows} == {"board"} and all(r["status"] == "ok" for r in rows)
-    # The runner and models were pushed into the board's workdir, content-addressed.
+    # The runner, the models and the anchors were pushed into the board's workdir, content-addressed.
     workdir = Path(sshd.device().workdir)
-    assert len(list((workdir / "models").iterdir())) == 4
+    assert len(list((workdir / "models").iterdir())) == 4 + len(ANCHORS)
     assert main(["doctor", "--device", "board", "--inventory", str(inventory), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["facts"]["runtimes"]["onnxruntime"]["version"]
 

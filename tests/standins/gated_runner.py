@@ -16,11 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from hwlab.measure.anchors import ANCHORS
+
 
 def gated_python(script: Path, gate: Path, lines: int) -> str:
-    """Write the wrapper at ``script`` and return its path, for an inventory's ``python:``."""
+    """Write the wrapper at ``script`` and return its path, for an inventory's ``python:``. ``lines`` counts
+    the models' lines: the job's anchor lines, which come first, pass as well."""
     real, gate_q = shlex.quote(sys.executable), shlex.quote(str(gate))
-    reads = "; ".join(['IFS= read -r line && printf "%s\\n" "$line"'] * lines)
+    reads = "; ".join(['IFS= read -r line && printf "%s\\n" "$line"'] * (lines + len(ANCHORS)))
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(
         "#!/bin/sh\n"
@@ -51,7 +54,7 @@ def running(pid: int) -> bool:
 
 
 # A job that runs for minutes, so a test can signal hwlab while its runner measures.
-FOREVER = ("--min-time", "120", "--max-time", "120", "--ci", "0")
+FOREVER = ("--schedule", "single", "--min-time", "120", "--max-time", "120", "--ci", "0")
 
 
 def start_long_profile(device: str, inventory: Path, tables: Path, pid_file: Path) -> tuple[subprocess.Popen[str], int]:

@@ -52,8 +52,8 @@ class BenchmarkModelMeasurer:
 
     def run(self, deployer: Deployer, job: Job, sink: ResultSink, progress: Progress) -> None:
         total = len(job.models)
-        for i, model in enumerate(job.models):
-            progress("measure", i, total, model.key)
+        for i, model in enumerate((*job.anchors, *job.models)):  # one block each: it has no rounds
+            progress("measure", max(0, i - len(job.anchors)), total, model.key)
             if job.settings.cooldown.pause_s:
                 time.sleep(job.settings.cooldown.pause_s)
             result = run_benchmark_model(
@@ -62,5 +62,7 @@ class BenchmarkModelMeasurer:
             )  # fmt: skip
             if job.power is not None:
                 result["power"] = {"sensor": None, "reason": NO_POWER}
+            if model in job.anchors:
+                result["anchor"] = True
             sink.append(result)
         progress("measure", total, total, "")

@@ -1,0 +1,239 @@
+"""Interleaved rounds: every model of a group visited once per round, in a seeded order, and the
+machine's common speed of each round divided out.
+
+Why: a machine's speed drifts as a whole (host frequency, shared caches), so a model measured
+alone in one block carries the speed of its moment, and a narrow CI within that block says
+nothing about a rerun. Visiting every model once per round puts the same speed on all of them
+within a round; a multiplicative model, latency[model, round] = model x round x noise, fitted by
+Tukey's median polish on log latencies, estimates each round's factor from all the models and
+divides it out. What is left between rounds is what a rerun would see, and the CI says so.
+
+The clock is injectable, as in :mod:`hwlab_runner.timing`, so a simulated clock with a known
+drift gives exact expected figures.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .timing import BlockTimer, Clock, size_block, time_block
+
+POLISH_ITERATIONS = 50
+MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)  # sd of a normal sample's median over the mean's, for large n
+
+
+@dataclass(frozen=True)
+class RoundRule:
+    """How a group is measured in rounds, and when the rounds stop.
+
+    Each visit is ``visit_warmup`` untimed calls, then blocks (sized once, on the first visit,
+    to last ``block_min_time_s`` of the job) until the visit lasted ``visit_min_time_s`` and
+    gave ``visit_min_samples``. Rounds stop on ``"ci"`` once ``min_rounds`` are done and every
+    model's between-round CI is within ``ci_rel`` (None: never), else on ``"max_rounds"`` or
+    ``"max_time"`` (the group's measuring time). A job's models are measured ``group_size`` at a
+    time (with the anchors in every group), and a group's lines are written when it ends.
+    """
+
+    min_rounds: int = 6
+    max_rounds: int = 40
+    max_time_s: float = 120.0
+    ci_rel: float | None = 0.02
+    confidence: float = 0.95
+    visit_min_time_s: float = 0.02
+    visit_min_samples: int = 3
+    visit_warmup: int = 3
+    group_size: int = 32
+
+
+@dataclass
+class Member:
+    """One model of a group: how to call it, and what its visits measured."""
+
+    run: Callable[[], object]
+    block_timer: BlockTimer | None = None
+    block: int = 0
+    samples_us: list[float] = field(default_factory=list)
+    visit_us: list[float] = field(default_factory=list)  # one raw visit median per round
+    warmup_count: int = 0
+    warmup_ns: int = 0
+    sampling_ns: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """One model's figures after the rounds' factors are divided out (µs)."""
+
+    median_us: float
+    ci_low_us: float
+    ci_high_us: float
+    ci_rel: float
+    spread_rel: float  # sd of one round's corrected log latency: what one more visit would see
+
+
+@dataclass(frozen=True)
+class RoundsResult:
+    """What a group's rounds measured: each member's visits, the rounds' factors, and why they stopped."""
+
+    members: dict[str, Member]
+    order: list[list[str]]  # the visiting order of each round
+    factors: list[float]  # per round; their median is 1
+    corrected: dict[str, Corrected]
+    stop_reason: str
+    time_s: float
+
+
+def median_polish(values: np.ndarray, iterations: int = POLISH_ITERATIONS) -> tuple[float, np.ndarray, np.ndarray]:
+    """Tukey's median polish of a models x rounds matrix: values = overall + row + col + residual.
+
+    Row and column effects have median 0; the residuals have median 0 in every row and column
+    once it has converged. Medians, not means, so one disturbed visit cannot move a round's factor.
+    """
+    resid = np.array(values, dtype=float)
+    overall = 0.0
+    rows = np.zeros(resid.shape[0])
+    cols = np.zeros(resid.shape[1])
+    for _ in range(iterations):
+        row_med = np.median(resid, axis=1)
+        resid -= row_med[:, None]
+        rows += row_med
+        shift = float(np.median(cols))
+        cols -= shift
+        overall += shift
+        col_med = np.median(resid, axis=0)
+        resid -= col_med[None, :]
+        cols += col_med
+        shift = float(np.median(rows))
+        rows -= shift
+        overall += shift
+        if max(np.abs(row_med).max(), np.abs(col_med).max()) < 1e-12:
+            break
+    shift = float(np.median(cols))
+    return overall + shift, rows, cols - shift
+
+
+def _t_quantile(confidence: float, df: int) -> float:
+    """Student's t quantile, two-sided, by the Cornish-Fisher expansion (numpy has no t; exact enough)."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    if df < 1:
+        return math.inf
+    g1 = (z**3 + z) / 4.0
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96.0
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384.0
+    return z + g1 / df + g2 / df**2 + g3 / df**3
+
+
+def _robust_sd(deviations: np.ndarray) -> float:
+    """The sd of ``deviations`` with each clipped to 3 robust sds (1.4826 MAD): one disturbed visit (a
+    context switch, a page fault) cannot inflate it, and the clipped ones still count as large."""
+    mad_sd = 1.4826 * float(np.median(np.abs(deviations)))
+    bound = 3.0 * max(mad_sd, 1e-4)
+    return float(np.std(np.clip(deviations, -bound, bound), ddof=1))
+
+
+def correct(visit_us: dict[str, Sequence[float]], confidence: float = 0.95) -> tuple[list[float], dict[str, Corrected]]:
+    """The rounds' factors (median 1) and each model's corrected median with its between-round CI.
+
+    With one round, or one model, nothing can be told apart: the factors are 1 and the CI is
+    unbounded (a lone model's drift is its own latency).
+    """
+    keys = list(visit_us)
+    matrix = np.log(np.array([visit_us[k] for k in keys], dtype=float))
+    n_rounds = matrix.shape[1]
+    if len(keys) >= 2:
+        _, _, cols = median_polish(matrix)
+    else:
+        cols = np.zeros(n_rounds)
+    corrected_log = matrix - cols[None, :]
+    t = _t_quantile(confidence, n_rounds - 1)
+    out: dict[str, Corrected] = {}
+    for i, key in enumerate(keys):
+        row = corrected_log[i]
+        centre = float(np.median(row))
+        spread = _robust_sd(row - centre) if n_rounds > 1 and len(keys) >= 2 else math.inf
+        half = t * MEDIAN_EFFICIENCY * spread / math.sqrt(n_rounds) if math.isfinite(spread) else math.inf
+        median = math.exp(centre)
+        low, high = (median * math.exp(-half), median * math.exp(half)) if math.isfinite(half) else (0.0, math.inf)
+        ci_rel = (high - low) / 2.0 / median if math.isfinite(high) else math.inf
+        out[key] = Corrected(median, low, high, ci_rel, spread)
+    return [math.exp(c) for c in cols], out
+
+
+def _visit(member: Member, rule: RoundRule, block_min_time_s: float, clock: Clock) -> float:
+    """Warm up, time blocks for the visit's minimum, and return the visit's median (µs per call)."""
+    start = clock()
+    for _ in range(rule.visit_warmup):
+        member.run()
+    member.warmup_count += rule.visit_warmup
+    member.warmup_ns += clock() - start
+    timer = member.block_timer or (lambda n: time_block(member.run, n, clock))
+    start = clock()
+    samples: list[float] = []
+    if member.block == 0:
+        member.block, first_ns = size_block(member.run, block_min_time_s, clock, timer)
+        start = clock() - first_ns
+        samples.append(first_ns / member.block / 1000.0)
+    min_ns = rule.visit_min_time_s * 1e9
+    while len(samples) < rule.visit_min_samples or clock() - start < min_ns:
+        samples.append(timer(member.block) / member.block / 1000.0)
+    member.sampling_ns += clock() - start
+    member.samples_us.extend(samples)
+    return float(np.median(samples))
+
+
+def measure_rounds(
+    members: dict[str, Member],
+    rule: RoundRule,
+    block_min_time_s: float,
+    seed: int,
+    clock: Clock = time.perf_counter_ns,
+    on_round: Callable[[int], object] | None = None,
+) -> RoundsResult:
+    """Visit every member once per round, each round in an order drawn from ``seed``, until ``rule`` stops.
+
+    ``on_round(n)`` runs before round n (from 1): a simulated machine sets its speed there.
+
+    A member whose call fails gets its ``error`` and leaves the group; the others go on and the
+    factors are fitted on the members that finished every round.
+    """
+    rng = random.Random(seed)
+    order: list[list[str]] = []
+    start = clock()
+    reason = "max_rounds"
+    factors: list[float] = []
+    corrected: dict[str, Corrected] = {}
+    for n in range(1, rule.max_rounds + 1):
+        visiting = sorted(k for k, m in members.items() if m.error is None)
+        rng.shuffle(visiting)
+        order.append(visiting)
+        if on_round is not None:
+            on_round(n)
+        for key in visiting:
+            member = members[key]
+            try:
+                member.visit_us.append(_visit(member, rule, block_min_time_s, clock))
+            except Exception as e:  # a failed call is a result of that model, not of the group
+                member.error = f"{type(e).__name__}: {e}"
+        alive = {k: m.visit_us for k, m in members.items() if m.error is None}
+        if not alive:
+            reason = "error"
+            break
+        factors, corrected = correct(alive, rule.confidence)
+        if (
+            n >= rule.min_rounds
+            and rule.ci_rel is not None
+            and max(c.ci_rel for c in corrected.values()) <= rule.ci_rel
+        ):
+            reason = "ci"
+            break
+        if clock() - start >= rule.max_time_s * 1e9:
+            reason = "max_time"
+            break
+    return RoundsResult(members, order, factors, corrected, reason, (clock() - start) / 1e9)

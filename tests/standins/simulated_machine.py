@@ -1,0 +1,27 @@
+"""A simulated machine whose speed changes by round: drift with known, exact figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class Machine:
+    """A simulated machine: each call of a model advances the clock by its base time times the speed of
+    the current round, so every timing is an exact integer number of nanoseconds."""
+
+    def __init__(self, speeds: list[float]) -> None:
+        self.now = 0
+        self.speeds = speeds
+        self.speed = speeds[0]
+
+    def clock(self) -> int:
+        return self.now
+
+    def model(self, base_ns: int) -> Callable[[], None]:
+        def run() -> None:
+            self.now += round(base_ns * self.speed)
+
+        return run
+
+    def on_round(self, n: int) -> None:
+        self.speed = self.speeds[n - 1]
