@@ -4,10 +4,11 @@
 
 Standalone kernels were measured one model each, so each kernel prediction holds
 one inference's fixed cost, which a real graph does not pay per kernel:
-per_kernel_ms takes it back. It is the fixed cost measured with the fusion rules
-(a model that does almost nothing), not a fitted number: a fitted one drifts with
+per_kernel_ms takes it back. It is the fixed cost measured on a model that does
+almost nothing (with the fusion rules, or beside the calibration models), not a fitted number: a fitted one drifts with
 whichever calibration models it sees. fixed_ms, fitted on whole models measured
-end to end, adds what a graph pays once.
+end to end, adds what a graph pays once. That fixed cost is also the floor of
+every kernel and every model (no inference took less): no prediction is below it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ from hwlab.predictors.store import LoadedPredictor, load_predictor
 
 @dataclass(frozen=True)
 class Overhead:
-    """The model-level term: per_kernel_ms for each kernel, plus fixed_ms once."""
+    """The model-level term: per_kernel_ms for each kernel, plus fixed_ms once.
+
+    ``floor_ms`` is the runtime's measured fixed cost of one inference (0: unknown). No kernel measured
+    alone took less, so no kernel is predicted below it, and no model: its kernels' net times are then
+    never negative and ``fixed_ms`` is fitted no lower than it.
+    """
 
     per_kernel_ms: float = 0.0
     fixed_ms: float = 0.0
+    floor_ms: float = 0.0
 
     def __call__(self, kernels: int) -> float:
         return self.per_kernel_ms * kernels + self.fixed_ms
@@ -116,16 +123,17 @@ class Predictor:
         for i, k in enumerate(kernels):
             if k.type in known:
                 by_type.setdefault(k.type, []).append(i)
+        floor = self.overhead.floor_ms
         for kernel_type, idx in by_type.items():
             X = np.array([kernels[i].vector() for i in idx])
             for i, ms in zip(idx, self.loaded.predict(kernel_type, X), strict=True):
-                out[i] = float(ms)
+                out[i] = max(float(ms), floor)
         return out, [k.type for k in kernels if k.type not in known]
 
     def predict_kernels(self, kernels: list[Kernel], allow_unknown: bool = False) -> Prediction:
         times, missing = self.kernel_ms(kernels, allow_unknown)
         overhead = self.overhead(len(kernels))
-        total = sum(times) + overhead
+        total = max(sum(times) + overhead, self.overhead.floor_ms)
         return Prediction(total, list(zip(kernels, times, strict=True)), overhead, missing)
 
     def predict_onnx(self, path: str | os.PathLike[str], allow_unknown: bool = False) -> Prediction:

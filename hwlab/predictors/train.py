@@ -35,7 +35,7 @@ from hwlab.predictors.dataset import (
     training_models,
 )
 from hwlab.predictors.extract import kernel_models
-from hwlab.predictors.fusion import measure_fusion_rules
+from hwlab.predictors.fusion import OVERHEAD, measure_fusion_rules
 from hwlab.predictors.graph import onnx_kernels
 from hwlab.predictors.kernelgen import neighbour_items
 from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
@@ -95,17 +95,21 @@ def fit_overhead(
 ) -> Overhead:
     """Least squares on relative error: measured ≈ sum + per_kernel * count + fixed.
 
-    With the runtime's measured fixed cost, per_kernel is minus that cost and only ``fixed`` is fitted;
-    without it (no fusion probe measured) both are fitted.
+    With the runtime's measured fixed cost, per_kernel is minus that cost and only ``fixed`` is fitted,
+    no lower than that cost (a whole model pays it once; a lower fit would predict a one-kernel model
+    below what any inference takes). Without it both are fitted, ``fixed`` no lower than 0.
     """
     weights = 1.0 / measured_ms
     if fixed_cost_ms is not None:
         residual = (measured_ms - sums_ms + fixed_cost_ms * counts) * weights
         fixed = float(np.sum(residual * weights) / np.sum(weights**2))
-        return Overhead(-fixed_cost_ms, fixed)
+        return Overhead(-fixed_cost_ms, max(fixed, fixed_cost_ms), fixed_cost_ms)
     A = np.stack([counts * weights, weights], axis=1)
     b = (measured_ms - sums_ms) * weights
     (per_kernel, fixed), *_ = np.linalg.lstsq(A, b, rcond=None)
+    if fixed < 0:  # refit per_kernel alone with fixed at its bound
+        fixed = 0.0
+        per_kernel = float(np.sum(b * counts * weights) / np.sum((counts * weights) ** 2))
     return Overhead(float(per_kernel), float(fixed))
 
 
@@ -187,12 +191,16 @@ def fit_predictor(
     say(f"fitted {len(regressors)} kernel types")
 
     calibration = calibration_models(plan, plan.seed + 1)
+    # The runtime's fixed cost is measured with the whole models, in their rounds: their own scale.
     model_report = profile(
-        replace(base, specs=[model_item(m) for m in calibration], space="models", table_name="models",
+        replace(base, specs=[OVERHEAD, *(model_item(m) for m in calibration)], space="models", table_name="models",
                 settings=plan.model_settings),
         progress,
     )  # fmt: skip
     measured = {r["key"]: r for r in LookupTable(model_report.table.folder) if r.get("status") == "ok"}
+    fixed_cost = rules.fixed_cost_ms
+    if OVERHEAD.key in measured:
+        fixed_cost = measured[OVERHEAD.key]["median_ms"]
     folder = predictor_dir(root, device, backend)
     meta = {
         "device": device,
@@ -217,7 +225,7 @@ def fit_predictor(
         sums.append(sum(ms))
         counts.append(len(kernels))
         times.append(measured[model.name]["median_ms"])
-    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times), rules.fixed_cost_ms)
+    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times), fixed_cost)
     say(f"overhead: {overhead.per_kernel_ms * 1000:.2f} µs per kernel, {overhead.fixed_ms * 1000:.1f} µs fixed")
     save_predictor(folder, regressors, rules, {**meta, "overhead": overhead.__dict__})
     return Predictor(load_predictor(folder))

@@ -52,7 +52,7 @@ def test_fit_measures_into_tables_and_saves_with_provenance(fitted) -> None:  # 
     failed = [(r["key"], r["error"]) for r in kernels if r["status"] != "ok"]
     assert len(kernels) > 20 and not failed, failed
     assert len(meta["tables"]["kernels"]["sha256"]) == 64
-    assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms"}
+    assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms", "floor_ms"}
     assert (root / "local" / "onnxruntime" / "predictor.json").exists()
 
 
@@ -109,7 +109,26 @@ def test_overhead_fit_is_exact_on_synthetic_models() -> None:
     assert fitted.per_kernel_ms == pytest.approx(truth.per_kernel_ms) and fitted.fixed_ms == pytest.approx(0.05)
     # With the measured fixed cost only the per-model term is fitted.
     known = fit_overhead(sums, counts, measured, fixed_cost_ms=0.003)
-    assert known.per_kernel_ms == -0.003 and known.fixed_ms == pytest.approx(0.05)
+    assert known.per_kernel_ms == -0.003 and known.fixed_ms == pytest.approx(0.05) and known.floor_ms == 0.003
+
+
+def test_overhead_terms_never_go_below_what_an_inference_costs() -> None:
+    # Kernel sums that over-predict: the unconstrained fit would make the per-model term negative.
+    counts = np.array([2.0, 5.0, 9.0])
+    sums = np.array([0.5, 1.2, 2.0])
+    measured = sums - 0.04
+    assert fit_overhead(sums, counts, measured, fixed_cost_ms=0.01).fixed_ms == 0.01
+    assert fit_overhead(sums, counts * 0 + 1, measured).fixed_ms == 0.0
+
+
+def test_a_one_conv_model_is_never_predicted_below_the_fixed_cost(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    floor = predictor.overhead.floor_ms
+    assert floor > 0  # measured beside the calibration models, even with the fusion rules given
+    one_conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()).eval()
+    prediction = predictor.predict(one_conv, torch.zeros(1, 3, 32, 32))
+    assert prediction.total_ms >= floor and all(ms >= floor for _, ms in prediction.kernels)
+    assert predictor.overhead.fixed_ms >= floor
 
 
 def test_search_latency_notes_a_space_outside_the_fit(fitted) -> None:  # type: ignore[no-untyped-def]
