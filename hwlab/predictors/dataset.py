@@ -29,10 +29,12 @@ TRAINING_CHANNEL_SCALES = (0.6, 1.0)
 
 
 def training_models(seed: int, spos_count: int, family_count: int, spos_config: SposConfig) -> list[ZooModel]:
-    """Seeded SPOS architectures and models of each zoo family."""
+    """Seeded SPOS architectures and models of each zoo family; at least two of the op-coverage family, since
+    a kernel type needs two measured kernels for a regressor and some of its ops occur once a model."""
     rng = random.Random(seed)
     spos = [spos_model(spos_config, *random_spos_arch(rng, spos_config)) for _ in range(spos_count)]
-    families = [m for family in FAMILIES for m in sample_family(family, family_count, seed)]
+    counts = {family: max(family_count, 2) if family == "coverage" else family_count for family in FAMILIES}
+    families = [m for family in FAMILIES for m in sample_family(family, counts[family], seed)]
     return spos + families
 
 

@@ -14,7 +14,8 @@ from hwlab.predictors.graph_ops import ELEMENTWISE, Op, config_value
 from hwlab.predictors.kernels import FEATURES
 
 BYTES_PER_ELEMENT = 4
-WINDOWED = ("conv", "dwconv", "maxpool", "avgpool")
+WINDOWED = ("conv", "dwconv", "convtranspose", "maxpool", "avgpool")
+CONVS = ("conv", "dwconv", "convtranspose")
 
 ShapeOf = Callable[[str, int], Shape | None]
 
@@ -33,27 +34,31 @@ def _channels_and_space(shape: Shape | None, features_last: bool) -> tuple[int, 
 
 
 def _fc_in_out(view: GraphView, op: Op, shape_of: ShapeOf) -> tuple[int, int]:
-    """(in features, out features) of a Gemm or MatMul from its weight's shape."""
+    """(in features, out features) of a Gemm or MatMul from its second operand's shape (a weight, or for
+    a MatMul of two activations the other activation: its last two axes)."""
     i = op.nodes[0]
     node = view.nodes[i]
     weight = shape_of(node.input[1], i)
     if weight is None or len(weight) < 2:
         return 0, 0
     trans_b = node.op_type == "Gemm" and (config_value(view, node, "transB") or [0])[0] == 1
-    return (weight[1], weight[0]) if trans_b else (weight[0], weight[1])
+    return (weight[-1], weight[-2]) if trans_b else (weight[-2], weight[-1])
 
 
 def _window(view: GraphView, op: Op, shape_of: ShapeOf) -> tuple[list[int], int, int]:
-    """(kernel shape, stride, groups) of a conv or pooling op; the largest side for non-square ones."""
+    """(kernel shape, stride, groups) of a conv or pooling op; the largest side for non-square ones. A
+    dilated kernel is given by its extent, d * (k - 1) + 1: the window it reads."""
     i = op.nodes[0]
     node = view.nodes[i]
     kernel = config_value(view, node, "kernel_shape")
-    if kernel is None and op.category in ("conv", "dwconv"):
+    if kernel is None and op.category in CONVS:
         weight = shape_of(node.input[1], i)
         kernel = list(weight[2:]) if weight is not None else []
+    dilations = config_value(view, node, "dilations") or [1] * len(kernel or [])
+    kernel = [d * (k - 1) + 1 for k, d in zip(kernel or [], dilations, strict=False)]
     stride = max(config_value(view, node, "strides") or [1])
-    groups = (config_value(view, node, "group") or [1])[0] if op.category in ("conv", "dwconv") else 0
-    return kernel or [], stride, groups
+    groups = (config_value(view, node, "group") or [1])[0] if op.category in CONVS else 0
+    return kernel, stride, groups
 
 
 def _op_flops(view: GraphView, op: Op, shape_of: ShapeOf) -> int:
@@ -63,8 +68,14 @@ def _op_flops(view: GraphView, op: Op, shape_of: ShapeOf) -> int:
     if op.category in ("conv", "dwconv"):
         weight = shape_of(view.nodes[i].input[1], i)
         return 2 * out * math.prod(weight[1:]) if weight is not None else 0
-    if op.category == "fc":
+    if op.category == "convtranspose":  # weight (cin, cout / groups, kh, kw): each input element scatters
+        weight = shape_of(view.nodes[i].input[1], i)
+        data = elements(shape_of(op.inputs[0], i)) if op.inputs else 0
+        return 2 * data * math.prod(weight[1:]) if weight is not None else 0
+    if op.category in ("fc", "matmul"):
         return 2 * out * _fc_in_out(view, op, shape_of)[0]
+    if op.category == "reduce":
+        return elements(shape_of(op.inputs[0], i)) if op.inputs else 0
     if op.category in ("maxpool", "avgpool"):
         return out * math.prod(_window(view, op, shape_of)[0])
     if op.category == "gap":
@@ -84,7 +95,7 @@ def kernel_features(view: GraphView, ops: Sequence[Op], outputs: Sequence[str]) 
         return view.shape(name, node) if strict else view.maybe_shape(name)
 
     first = ops[0]
-    fc = first.category == "fc"
+    fc = first.category in ("fc", "matmul")
     data = shape_of(first.inputs[0], first.nodes[0]) if first.inputs else None
     cin, h, w = _channels_and_space(data, fc)
     cout = _channels_and_space(shape_of(outputs[0], ops[-1].nodes[-1]) if outputs else None, fc)[0]

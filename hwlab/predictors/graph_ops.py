@@ -19,21 +19,31 @@ UNKNOWN_PREFIX = "unknown:"
 # ONNX op type -> category. Conditional entries are refined by `classify`.
 CATEGORY_OF_ONNX: dict[str, str] = {
     "Conv": "conv",  # "dwconv" when group == input channels == output channels; other groups stay "conv"
+    "ConvTranspose": "convtranspose",
     "Gemm": "fc",
-    "MatMul": "fc",  # only with a constant 2-D weight as its second input
+    "MatMul": "fc",  # with a constant 2-D weight as its second input; of two activations, "matmul"
     "BatchNormalization": "bn",
     "Relu": "relu",
-    "Clip": "relu6",  # only Clip(0, 6); Clip(0, no max) is "relu"
+    "Clip": "relu6",  # Clip(0, 6); Clip(0, no max) is "relu"; other bounds "clip"
     "HardSwish": "hswish",
     "Sigmoid": "sigmoid",
+    "HardSigmoid": "hsigmoid",  # alone (a gate); x * HardSigmoid(x) is "hswish"
+    "LeakyRelu": "leakyrelu",
+    "PRelu": "prelu",
+    "Tanh": "tanh",
+    "Max": "minmax",
+    "Min": "minmax",
     "Add": "add",
     "Sub": "add",
     "Mul": "mul",
+    "Div": "div",
+    "Softmax": "softmax",
+    "Resize": "resize",
     "Concat": "concat",
     "MaxPool": "maxpool",
     "AveragePool": "avgpool",
     "GlobalAveragePool": "gap",
-    "ReduceMean": "gap",  # only over H and W of a 4-D input
+    "ReduceMean": "gap",  # over H and W of a 4-D input; over other axes "reduce"
     "Reshape": "reshape",
     "Squeeze": "reshape",
     "Unsqueeze": "reshape",
@@ -60,9 +70,13 @@ CONFIG_INPUTS_FROM: dict[str, int] = {
     "Split": 1,
     "ReduceMean": 1,
     "Gather": 1,
+    "Resize": 1,
 }
 
-ELEMENTWISE = frozenset({"bn", "relu", "relu6", "hswish", "sigmoid", "swish", "add", "mul"})
+ELEMENTWISE = frozenset({
+    "bn", "relu", "relu6", "hswish", "sigmoid", "swish", "add", "mul", "leakyrelu", "prelu", "tanh", "hsigmoid",
+    "clip", "minmax", "div", "softmax", "resize",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,8 +118,10 @@ def _clip(view: GraphView, node: onnx.NodeProto) -> tuple[str, str]:
         return "relu6", ""
     if known_lo and known_hi and lo == 0.0 and hi is None:
         return "relu", ""
+    if known_lo and known_hi:
+        return "clip", ""
     shown = f"Clip(min={lo if known_lo else '?'}, max={hi if known_hi else '?'})"
-    return UNKNOWN_PREFIX + "Clip", f"{shown} is neither relu nor relu6"
+    return UNKNOWN_PREFIX + "Clip", f"{shown} has bounds computed at run time"
 
 
 def _reduce_mean(view: GraphView, node: onnx.NodeProto, i: int) -> tuple[str, str]:
@@ -116,7 +132,7 @@ def _reduce_mean(view: GraphView, node: onnx.NodeProto, i: int) -> tuple[str, st
     rank = len(view.shape(node.input[0], i))
     if axes is not None and rank == 4 and sorted(int(a) % rank for a in axes) == [2, 3]:
         return "gap", ""
-    return UNKNOWN_PREFIX + "ReduceMean", f"axes {axes} of a rank-{rank} input are not H and W"
+    return "reduce", ""
 
 
 def classify(view: GraphView, i: int) -> tuple[str, str]:
@@ -134,7 +150,7 @@ def classify(view: GraphView, i: int) -> tuple[str, str]:
         weight, data = node.input[1], node.input[0]
         if view.is_static(weight) and not view.is_static(data) and len(view.shape(weight, i)) == 2:
             return "fc", ""
-        return UNKNOWN_PREFIX + op, "not activations times a constant 2-D weight"
+        return "matmul", ""
     if op == "Clip":
         return _clip(view, node)
     if op == "ReduceMean":

@@ -57,6 +57,7 @@ from torch.nn import functional
 from hwlab.predictors.graph import module_kernels
 from hwlab.predictors.kernels import FusionRules, Kernel
 from hwlab.space.build import seed_of, seeded_rng
+from hwlab.zoo.blocks import ZeroPad
 
 # The features a generated module is built from; derived ones (flops, params, bytes) follow from them.
 STRUCTURAL = ("h", "w", "cin", "cout", "kernel", "stride", "groups")
@@ -153,24 +154,6 @@ class _Layout(nn.Module):
         if self.op == "slice":
             return x.narrow(self.args[0], 0, self.args[1])
         return torch.split(x, list(self.args), dim=1)
-
-
-class _ConstantPad(torch.autograd.Function):
-    """Zero padding whose ONNX form is one Pad node with constant pads."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, pad: int) -> torch.Tensor:  # type: ignore[override]
-        return functional.pad(x, (pad, pad, pad, pad))
-
-    @staticmethod
-    def symbolic(g: Any, x: Any, pad: int) -> Any:
-        pads = g.op("Constant", value_t=torch.tensor([0, 0, pad, pad, 0, 0, pad, pad], dtype=torch.int64))
-        return g.op("Pad", x, pads, mode_s="constant")
-
-
-class _Pad(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ConstantPad.apply(x, 1)
 
 
 class KernelModule(nn.Module):
@@ -291,7 +274,7 @@ BUILDERS: dict[str, Builder] = {
     "flatten": lambda shape, spec, place: _Built(nn.Flatten()) if len(shape) > 2 else None,
     "slice": lambda shape, spec, place: _slice(shape, spec),
     "gather": lambda shape, spec, place: _gather(shape, spec),
-    "pad": lambda shape, spec, place: _Built(_Pad()) if len(shape) == 4 else None,
+    "pad": lambda shape, spec, place: _Built(ZeroPad(1)) if len(shape) == 4 else None,
     "split": _split,
 }
 

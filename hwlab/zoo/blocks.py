@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn import functional
 
 NUM_CLASSES = 1000
+
+
+class _ConstantPad(torch.autograd.Function):
+    """Zero padding whose ONNX form is one Pad node with constant pads (torch's own pad exports its pads
+    as a chain of ops that ONNX shape inference cannot follow)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, pad: int) -> torch.Tensor:  # type: ignore[override]
+        return functional.pad(x, (pad, pad, pad, pad))
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, pad: int) -> Any:
+        pads = g.op("Constant", value_t=torch.tensor([0, 0, pad, pad, 0, 0, pad, pad], dtype=torch.int64))
+        return g.op("Pad", x, pads, mode_s="constant")
+
+
+class ZeroPad(nn.Module):
+    """``pad`` zeros on each side of H and W, exported as one Pad with constant pads."""
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ConstantPad.apply(x, self.pad)
 
 
 def out_size(size: int, stride: int) -> int:

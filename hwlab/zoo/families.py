@@ -19,10 +19,10 @@ from typing import Any
 from torch import nn
 
 from hwlab.errors import SpaceError
-from hwlab.zoo import mobilenetv2, resnet, vgg
+from hwlab.zoo import coverage, mobilenetv2, resnet, vgg
 from hwlab.zoo.model import ZooModel, seeded_module
 
-FAMILIES: tuple[str, ...] = ("mobilenetv2", "resnet", "vgg")
+FAMILIES: tuple[str, ...] = ("mobilenetv2", "resnet", "vgg", "coverage")
 INPUT_SIZES: tuple[int, ...] = (32, 64, 96, 128, 160, 224)
 MIN_MACS = 5_000_000
 MAX_MACS = 600_000_000
@@ -46,6 +46,7 @@ _REGISTRY: dict[str, _Family] = {
     "mobilenetv2": _Family.of(mobilenetv2),
     "resnet": _Family.of(resnet),
     "vgg": _Family.of(vgg),
+    "coverage": _Family.of(coverage),
 }
 
 

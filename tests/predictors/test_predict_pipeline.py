@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 import hwlab
 from hwlab.cli import main
-from hwlab.errors import UnknownKernelError
+from hwlab.errors import UnknownKernelError, UnknownOpError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.predictors.fastpath import SposLatencyTable
@@ -24,6 +24,7 @@ from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable
 from hwlab.zoo import SposNet, sample_family
+from hwlab.zoo.blocks import ZeroPad
 
 PLAN = FitPlan(spos_input=32, spos_models=2, family_models=1, calibration_models=1, adaptive_rounds=1, neighbours=1)
 # Fixed rules, so which kernels exist does not hang on timings near the noise (the probe that measures
@@ -75,15 +76,98 @@ def test_unknown_kernel_type_is_an_error_that_names_it(fitted, tmp_path: Path) -
     _, _, predictor = fitted
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])
-    graph = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"], name="s")], "g", [x], [y])
-    path = tmp_path / "sigmoid.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    if "sigmoid" in predictor.loaded.kernel_types:
-        pytest.skip("this fit happened to train a sigmoid regressor")
-    with pytest.raises(UnknownKernelError, match="sigmoid"):
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="s"), helper.make_node("Mul", ["x", "s"], ["y"], name="m")]
+    path = tmp_path / "swish.onnx"
+    onnx.save(
+        helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]), path
+    )
+    if "swish" in predictor.loaded.kernel_types:
+        pytest.skip("this fit happened to train a swish regressor")
+    with pytest.raises(UnknownKernelError, match="swish"):
         predictor.predict_onnx(path)
     lower = predictor.predict_onnx(path, allow_unknown=True)
-    assert lower.lower_bound and lower.missing == ["sigmoid"]
+    assert lower.lower_bound and lower.missing == ["swish"]
+
+
+class _Two(torch.nn.Module):
+    """A binary op of two model inputs, so nothing but the op runs."""
+
+    def __init__(self, op) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.op = op
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.op(a, b)
+
+
+class _One(_Two):
+    def forward(self, a: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.op(a)
+
+
+X = torch.zeros(1, 8, 8, 8)
+SCALE = torch.ones(1, 8, 1, 1)
+nn = torch.nn
+F = torch.nn.functional
+# Every ONNX op type torch exports for common vision CNNs, as a model of that op alone: (op type, module, inputs).
+ONE_OP_MODELS = [
+    ("Conv", nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2), (X,)),
+    ("ConvTranspose", nn.ConvTranspose2d(8, 4, 2, 2), (X,)),
+    ("Gemm", nn.Linear(64, 32), (torch.zeros(1, 64),)),
+    ("MatMul", _Two(torch.matmul), (torch.zeros(1, 16, 8), torch.zeros(1, 8, 16))),
+    ("BatchNormalization", nn.BatchNorm2d(8).eval(), (X,)),
+    ("Relu", nn.ReLU(), (X,)),
+    ("Clip", nn.ReLU6(), (X,)),
+    ("Clip", nn.Hardtanh(-1.0, 1.0), (X,)),
+    ("LeakyRelu", nn.LeakyReLU(0.1), (X,)),
+    ("PRelu", nn.PReLU(8), (X,)),
+    ("Sigmoid", nn.Sigmoid(), (X,)),
+    ("HardSigmoid", nn.Hardsigmoid(), (X,)),
+    ("HardSwish", nn.Hardswish(), (X,)),
+    ("Tanh", nn.Tanh(), (X,)),
+    ("Max", _Two(torch.maximum), (X, X)),
+    ("Min", _Two(torch.minimum), (X, X)),
+    ("Add", _Two(torch.add), (X, X)),
+    ("Sub", _Two(torch.sub), (X, X)),
+    ("Mul", _Two(torch.mul), (X, SCALE)),
+    ("Div", _Two(torch.div), (X, SCALE)),
+    ("Concat", _Two(lambda a, b: torch.cat([a, b], 1)), (X, X)),
+    ("Split", _One(lambda a: torch.split(a, [4, 4], 1)), (X,)),
+    ("Slice", _One(lambda a: a[:, :4]), (X,)),
+    ("Pad", ZeroPad(1), (X,)),
+    ("MaxPool", nn.MaxPool2d(3, 2, 1), (X,)),
+    ("AveragePool", nn.AvgPool2d(3, 1, 1, count_include_pad=False), (X,)),
+    ("GlobalAveragePool", nn.AdaptiveAvgPool2d(1), (X,)),
+    ("ReduceMean", _One(lambda a: a.mean(1, keepdim=True)), (X,)),
+    ("Resize", _One(lambda a: F.interpolate(a, size=(16, 16), mode="nearest")), (X,)),
+    ("Reshape", _One(lambda a: a.reshape(1, 8, 64)), (X,)),
+    ("Flatten", nn.Flatten(), (X,)),
+    ("Transpose", _One(lambda a: a.transpose(2, 3)), (X,)),
+    ("Softmax", _One(lambda a: torch.softmax(a, 1)), (X,)),
+]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_every_common_cnn_op_alone_is_predicted(fitted) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    failed = {}
+    for i, (op_type, module, inputs) in enumerate(ONE_OP_MODELS):
+        path = export_module(module, inputs, "onnx", name=f"one-{op_type}-{i}").path
+        assert op_type in {n.op_type for n in onnx.load(path).graph.node}, op_type
+        try:
+            prediction = predictor.predict_onnx(path)
+        except Exception as err:  # collected: one assert naming every op that fails
+            failed[op_type] = str(err)
+            continue
+        assert prediction.total_ms >= predictor.overhead.floor_ms > 0
+    assert not failed, failed
+
+
+def test_an_op_outside_the_list_is_an_error_naming_op_and_node(fitted) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    path = export_module(_One(torch.erf), (X,), "onnx", name="one-erf").path
+    with pytest.raises(UnknownOpError, match=r"Erf \(node '/Erf'\)"):
+        predictor.predict_onnx(path)
 
 
 def test_fast_path_equals_the_full_prediction(fitted) -> None:  # type: ignore[no-untyped-def]
