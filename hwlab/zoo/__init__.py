@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         FAMILIES,
         MAX_MACS,
         MIN_MACS,
+        coverage_like,
         mobilenetv2_like,
         resnet_like,
         sample_family,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "count_macs_params": "count",
+    "coverage_like": "families",
     "FAMILIES": "families",
     "MAX_MACS": "families",
     "MIN_MACS": "families",
@@ -49,6 +51,7 @@ __all__ = [
     "SposNet",
     "ZooModel",
     "count_macs_params",
+    "coverage_like",
     "mobilenetv2_like",
     "random_spos_arch",
     "resnet_like",

@@ -50,18 +50,19 @@ def config_name(config: dict[str, Any]) -> str:
 
 
 def config_macs(config: dict[str, Any]) -> int:
-    """Conv, transposed conv, matmul and linear MACs from the config alone (no module is built)."""
+    """Conv2d and linear MACs from the config alone (no module is built), as the other families count."""
     c, g = config["width"], config["groups"]
     s1 = out_size(config["input_size"], 2)  # after the stem
     s2 = out_size(s1, 2)  # after the max pool
     macs = s1 * s1 * 3 * 9 * c  # stem
     macs += s1 * s1 * 9 * c * c // g  # grouped conv
     macs += s2 * s2 * 9 * c * 2 * c  # dilated conv, c -> 2c
-    macs += 2 * (2 * c) * (2 * c // 4)  # SE squeeze and excite
-    macs += s2 * s2 * (2 * c) * c * 4  # transposed conv 2x2 s2 (input side), 2c -> c
-    tokens = TOKENS_SIDE * TOKENS_SIDE
-    macs += 2 * tokens * tokens * c  # attention: scores and mix
+    macs += 2 * (2 * c) * _hidden(2 * c)  # SE squeeze and excite
     return macs + c * NUM_CLASSES
+
+
+def _hidden(channels: int) -> int:
+    return max(8, channels // 4)
 
 
 class _SqueezeExcite(nn.Module):
@@ -69,7 +70,7 @@ class _SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        hidden = max(8, channels // 4)
+        hidden = _hidden(channels)
         self.squeeze = nn.Conv2d(channels, hidden, 1)
         self.excite = nn.Conv2d(hidden, channels, 1)
 

@@ -97,6 +97,11 @@ def vgg_like(rng: random.Random) -> ZooModel:
     return _sample("vgg", rng)
 
 
+def coverage_like(rng: random.Random) -> ZooModel:
+    """A random op-coverage network (every common vision-CNN op) within the MAC range."""
+    return _sample("coverage", rng)
+
+
 def sample_family(family: str, count: int, seed: int) -> list[ZooModel]:
     """`count` distinct models of `family`, the same for the same seed in every process."""
     _family(family)

@@ -19,6 +19,7 @@ from hwlab.zoo import (
     MIN_MACS,
     ZooModel,
     count_macs_params,
+    coverage_like,
     mobilenetv2_like,
     resnet_like,
     sample_family,
@@ -28,7 +29,7 @@ from hwlab.zoo import (
 from hwlab.zoo.blocks import BasicBlock, InvertedResidual
 from hwlab.zoo.families import INPUT_SIZES
 
-GENERATORS = {"mobilenetv2": mobilenetv2_like, "resnet": resnet_like, "vgg": vgg_like}
+GENERATORS = {"mobilenetv2": mobilenetv2_like, "resnet": resnet_like, "vgg": vgg_like, "coverage": coverage_like}
 
 
 def _run(module: nn.Module, model: ZooModel) -> torch.Tensor:
@@ -60,7 +61,7 @@ def test_fifty_samples_within_ranges(family: str) -> None:
     assert all(m.input_shape == (1, 3, m.config["input_size"], m.config["input_size"]) for m in models)
     assert {m.input_shape[2] for m in models} == set(INPUT_SIZES)
     for m in models:
-        assert all(s["width"] % 8 == 0 and s["depth"] >= 1 for s in m.config["stages"]), m.name
+        assert all(s["width"] % 8 == 0 and s["depth"] >= 1 for s in m.config.get("stages", [])), m.name
 
 
 @pytest.mark.parametrize("family", FAMILIES)
