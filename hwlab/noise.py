@@ -12,7 +12,6 @@ The report is stored beside the device's tables in ``<tables>/<device>/noise.jso
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -31,7 +30,7 @@ from hwlab.names import inside
 from hwlab.profile import ProfileReport, ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.space.spos import SposConfig
-from hwlab.tables.store import write_json_atomic
+from hwlab.tables.store import read_device_list, write_json_atomic
 from hwlab.transport import Transport, connect
 from hwlab.zoo import FAMILIES, ZooModel, sample_family
 from hwlab.zoo.spos import random_spos_arch, spos_model
@@ -220,20 +219,8 @@ def _path(root: Path, device: str) -> Path:
 
 def stored_noise(root: Path, device: str) -> list[dict[str, Any]]:
     """Every noise report stored for ``device``, oldest first."""
-    path = _path(root, device)
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise TableError(
-            f"cannot read {path}: {err}", hint="move it aside and run `hwlab doctor --noise` again"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("reports"), list):
-        raise TableError(
-            f"{path} is not a noise report file", hint="move it aside and run `hwlab doctor --noise` again"
-        )
-    return [r for r in data["reports"] if isinstance(r, dict)]
+    hint = "move it aside and run `hwlab doctor --noise` again"
+    return read_device_list(_path(root, device), "reports", hint)
 
 
 def store_noise(root: Path, report: NoiseReport) -> None:

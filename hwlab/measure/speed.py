@@ -10,7 +10,6 @@ never rewritten: a new one starts only for a setting that has none.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -22,7 +21,7 @@ from typing import Any
 from hwlab.errors import TableError
 from hwlab.measure.anchors import ANCHOR_SET
 from hwlab.names import inside
-from hwlab.tables.store import write_json_atomic
+from hwlab.tables.store import read_device_list, write_json_atomic
 
 REFERENCE_FILE = "speed-reference.json"
 FORMAT = 1
@@ -46,20 +45,10 @@ def _path(root: Path, device: str) -> Path:
 
 def references(root: Path, device: str) -> list[dict[str, Any]]:
     """Every reference stored for ``device`` (none yet: an empty list)."""
-    path = _path(root, device)
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise TableError(
-            f"cannot read {path}: {err}", hint="restore it, or move it aside to set a new reference"
-        ) from None
-    entries = data.get("references") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("anchors_us"), dict) for e in entries
-    ):
-        raise TableError(f"{path} is not a speed reference file", hint="move it aside to set a new reference")
+    hint = "restore it, or move it aside to set a new reference"
+    entries = read_device_list(_path(root, device), "references", hint)
+    if not all(isinstance(e.get("anchors_us"), dict) for e in entries):
+        raise TableError(f"{_path(root, device)} has a reference without anchors_us", hint=hint)
     return entries
 
 
@@ -115,6 +104,7 @@ class SpeedScale:
     set_by: str
     anchors: dict[Any, dict[str, float]] = field(default_factory=dict)  # group -> key -> µs
     note: str | None = None  # said once: this run set the reference, or why there is no factor
+    _reference: dict[str, Any] | None = field(default=None, repr=False)  # read once, then kept
 
     def add_anchor(self, result: Mapping[str, Any]) -> None:
         value = anchor_median_us(result) if result.get("status") == "ok" else None
@@ -127,11 +117,12 @@ class SpeedScale:
         if not measured:
             self.note = "no anchor was measured with these models: figures are not on the device's reference scale"
             return None
-        entry = reference_for(self.root, self.device, self.setting)
-        if entry is None:
-            entry = set_reference(self.root, self.device, self.setting, measured, self.set_by)
+        if self._reference is None:
+            self._reference = reference_for(self.root, self.device, self.setting)
+        if self._reference is None:
+            self._reference = set_reference(self.root, self.device, self.setting, measured, self.set_by)
             self.note = f"this run set the reference speed of {self.device} for this setting"
-        return speed_factor(measured, entry["anchors_us"])
+        return speed_factor(measured, self._reference["anchors_us"])
 
 
 def _group(result: Mapping[str, Any]) -> Any:

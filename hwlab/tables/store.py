@@ -45,6 +45,21 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_device_list(path: Path, key: str, hint: str) -> list[dict[str, Any]]:
+    """The list of objects under ``key`` of a JSON file kept beside a device's tables (speed references,
+    noise reports); none yet is an empty list, anything else unreadable is a TableError with ``hint``."""
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise TableError(f"cannot read {path}: {err}", hint=hint) from None
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise TableError(f"{path} holds no list of {key!r} objects", hint=hint)
+    return entries
+
+
 def _read_lines(path: Path, check: Callable[[object], str | None] | None = None) -> tuple[list[dict[str, Any]], int]:
     """Parsed lines and the byte length of the intact prefix (the rest is a cut-off tail); ``check`` says
     what is wrong with a line that parses but cannot be used."""
