@@ -27,7 +27,10 @@ def start_profile(tmp_path: Path, pid_file: Path) -> tuple[subprocess.Popen[str]
     return start_long_profile("host", inventory, tmp_path / "t", pid_file)
 
 
-@pytest.mark.parametrize(("sig", "rc", "said"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize(
+    ("sig", "rc", "said"),
+    [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "SIGHUP")],
+)
 def test_a_terminated_or_interrupted_profile_stops_its_runner_first(
     tmp_path: Path, sig: signal.Signals, rc: int, said: str
 ) -> None:

@@ -18,7 +18,9 @@ Why it looks the way it does:
   silent rc 0.
 - Every adb subprocess runs in its own process group under a deadline and the
   group is killed when it fires (:class:`CommandTimeout`); adbd then hangs the
-  remote command up, as it does whenever a shell stream closes.
+  remote command up, as it does whenever a shell stream closes. A streamed
+  command (the runner) also prints its pid first, and a stream that is stopped
+  stops that pid on the device too (SIGTERM, then SIGKILL), as over SSH.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import contextlib
 import os
 import posixpath
 import re
+import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 
 from hwlab.errors import CommandTimeout, DeviceOffline, TransportError
-from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.base import PID_MARKER, Completed, shell_join, stop_argv, with_pid_line
 from hwlab.transport.stream import CommandStream, close_pipes, kill_process_group
 
 MIN_RATE = 1_000_000  # bytes/s a slow USB 2 or Wi-Fi link still manages: sizes transfer deadlines
@@ -51,6 +55,14 @@ _LISTDIR = (
     'cd "$1" 2>/dev/null || exit 0; for f in * .*; do '
     'case $f in .|..) continue;; esac; [ -e "$f" ] || [ -L "$f" ] || continue; '
     "printf '%s\\n' \"$f\"; done"
+)
+# Each adb client runs in a session of its own (a deadline kills its group), so it would outlive a host
+# killed outright and keep the phone's command running for nobody. On Linux, util-linux's setpriv execs it
+# with a parent-death signal: the client is killed with the host (with the thread that started it, strictly),
+# adbd then hangs the command up, and the runner stops itself (its watchdog). adb's server, which a client
+# may fork, does not inherit it.
+_DIES_WITH_HOST: tuple[str, ...] = (
+    ("setpriv", "--pdeathsig", "KILL") if sys.platform.startswith("linux") and shutil.which("setpriv") else ()
 )
 _NETWORK_SERIAL = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):\d+$")
 
@@ -91,19 +103,19 @@ class AdbTransport:
     # --- adb itself --------------------------------------------------------------------------
 
     def _popen(self, args: Sequence[str]) -> subprocess.Popen[bytes]:
-        try:
-            return subprocess.Popen(
-                [self.adb, "-s", self.serial, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except FileNotFoundError as err:
+        adb = shutil.which(self.adb)  # found here: setpriv would report a missing client as its own exit 127
+        if adb is None:
             raise TransportError(
                 f"the adb client {self.adb!r} is not installed on this host",
                 hint="install it (apt-get install adb; scripts/setup --dev does) or pass its path",
-            ) from err
+            )
+        return subprocess.Popen(
+            [*_DIES_WITH_HOST, adb, "-s", self.serial, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def _adb(self, args: Sequence[str], timeout: float, what: str) -> tuple[int, str, str]:
         """Run one adb command under a deadline: (rc, stdout, stderr)."""
@@ -237,10 +249,17 @@ class AdbTransport:
     def stream(self, argv: Sequence[str], *, line_timeout: float, env: dict[str, str] | None = None) -> AdbStream:
         """Start argv on the device; iterate for its stdout lines as they come, then read ``.result``."""
         self._ensure_ready()
-        line, marker = _wrap(argv, env)
+        line, marker = _wrap(with_pid_line(argv), env)
         stream = AdbStream(self, argv, self._popen(self._shell_args(line)), marker, line_timeout)
         self._streams.add(stream)
         return stream
+
+    def _stop(self, pid: int) -> None:
+        """SIGTERM to a streamed command on the device, SIGKILL after 3 s: adbd hangs up a shell whose stream
+        closed, but a command that ignores the hang-up (or an adbd that does not send it) is stopped too."""
+        line, _ = _wrap(stop_argv(pid), None)
+        with contextlib.suppress(TransportError):
+            self._adb(self._shell_args(line), 15.0, "stopping the command")
 
     def _checked_path(self, remote: str) -> str:
         if not remote.startswith("/"):
@@ -318,6 +337,7 @@ class AdbStream(CommandStream):
         self._proc = proc
         self._marker = marker
         self._rc_text: str | None = None  # set once the marker has come
+        self._pid: int | None = None  # the command's pid on the device, from its first line
         self._command_stderr: list[str] = []
         assert proc.stdout is not None and proc.stderr is not None
         try:
@@ -329,6 +349,9 @@ class AdbStream(CommandStream):
             raise
 
     def _line(self, text: str) -> str | None:
+        if self._pid is None and text.startswith(PID_MARKER):  # the first line: the command's pid
+            self._pid = int(text[len(PID_MARKER) :])
+            return None
         if self._rc_text is not None:  # after the marker: the command's stderr
             self._command_stderr.append(text + "\n")
             return None
@@ -356,3 +379,5 @@ class AdbStream(CommandStream):
     def _kill(self) -> None:
         kill_process_group(self._proc)
         self._transport._streams.discard(self)
+        if self._pid is not None:
+            self._transport._stop(self._pid)

@@ -15,6 +15,27 @@ from typing import Protocol
 
 from hwlab.errors import CommandFailed
 
+# A streamed device command first prints its shell's pid after this marker, then execs the command (which
+# keeps that pid), so the host can stop the command itself, not only the link that carries it.
+PID_MARKER = "__hwlab_pid="
+# Stop a remote pid: TERM (the runner restores what it changed), up to 3 s to finish, then KILL. A constant
+# script; the pid travels as an argument.
+STOP_SCRIPT = (
+    'kill -TERM "$1" 2>/dev/null || exit 0; i=0; '
+    'while kill -0 "$1" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; '
+    'kill -KILL "$1" 2>/dev/null; exit 0'
+)
+
+
+def with_pid_line(argv: Sequence[str]) -> list[str]:
+    """``argv`` run by a shell that first prints its pid after :data:`PID_MARKER`, then execs ``argv``."""
+    return ["sh", "-c", f'echo "{PID_MARKER}$$"; exec "$@"', "sh", *argv]
+
+
+def stop_argv(pid: int) -> list[str]:
+    """The device command that stops ``pid`` (see :data:`STOP_SCRIPT`)."""
+    return ["sh", "-c", STOP_SCRIPT, "sh", str(int(pid))]
+
 
 @dataclass(frozen=True)
 class Completed:

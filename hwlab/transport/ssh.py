@@ -40,18 +40,11 @@ from hwlab.errors import (
     UnknownHostKey,
 )
 from hwlab.names import host_problem, user_problem
-from hwlab.transport.base import Completed, shell_join
+from hwlab.transport.base import PID_MARKER, Completed, shell_join, stop_argv
 from hwlab.transport.stream import CommandStream
 
 KEEPALIVE_S = 15
 DEAD_LINK_S = 45  # a link whose packets go unanswered this long is dropped
-PID_MARKER = "__hwlab_pid="
-# Stop a remote pid: TERM, up to 3 s to finish, then KILL. A constant script; the pid travels as an argument.
-_STOP = (
-    'kill -TERM "$1" 2>/dev/null || exit 0; i=0; '
-    'while kill -0 "$1" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; '
-    'kill -KILL "$1" 2>/dev/null; exit 0'
-)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -352,7 +345,7 @@ class SshTransport:
         if pid is None:
             return
         with contextlib.suppress(Exception):
-            self.run(["sh", "-c", _STOP, "sh", str(pid)], timeout=30)
+            self.run(stop_argv(pid), timeout=30)
 
     def run(self, argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None) -> Completed:
         stream = SshStream(self, argv, env, line_timeout=timeout, deadline_s=timeout)
@@ -465,16 +458,32 @@ class SshStream(CommandStream):
 
 def fetch_host_key(target: SshTarget, timeout: float = 15.0) -> paramiko.PKey:
     """The host key a device offers, fetched without authenticating (for `hwlab devices trust`)."""
-    try:
-        sock = _tcp_socket(target.hostname, target.port, timeout)
+    name = known_hosts_name(target.hostname, target.port)
+    with _paramiko_logs_kept():
+        try:
+            sock = _tcp_socket(target.hostname, target.port, timeout)
+        except OSError as err:
+            raise TransportError(
+                f"cannot reach {name}: {err}", hint="check that the device is on and the address is right"
+            ) from None
         transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeout
         try:
             transport.start_client(timeout=timeout)
             return transport.get_remote_server_key()
+        except (OSError, paramiko.SSHException) as err:
+            spoke = bool(transport.remote_version)
+            transport.close()
+            if transport.is_alive():  # joined while paramiko's log is quiet: no traceback after the error
+                transport.join(timeout=5)
+            if not spoke:
+                raise NotSsh(
+                    f"{name} accepted the connection but sent no SSH banner within {timeout:g} s",
+                    hint="check that an SSH server (sshd) listens on that port, not another service",
+                ) from None
+            raise TransportError(f"cannot fetch the host key of {name}: {err}", hint="check the SSH server") from None
         finally:
             transport.close()
-    except (OSError, paramiko.SSHException) as err:
-        raise TransportError(f"cannot reach {target.hostname}:{target.port}: {err}") from None
 
 
 def trust_host_key(target: SshTarget, key: paramiko.PKey) -> str:

@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (an embedding caller's buffer)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hwlab_runner: {e}", file=sys.stderr)
         return EXIT_BAD_JOB
     try:
-        run_job(job, line_writer(out))
+        run_job(job, line_writer(out), results_fd=_fileno(out))
     except KeyboardInterrupt:
         print("hwlab_runner: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -90,12 +90,15 @@ class CpuGovernor:
             current = _read(self.path(cpu))
             if not current or current == target:
                 continue  # no cpufreq here, or a sibling's write already set the shared policy
+            # Recorded before the write: a signal that lands just after it (SystemExit, see signals.py) must
+            # find the change to undo. Writing back a governor that was never changed is harmless.
+            self._changed.append((cpu, current))
             try:
                 _write(self.path(cpu), target + "\n")
             except OSError as e:
+                self._changed.pop()
                 self.undo()
                 raise self._refusal(self.path(cpu), target, e) from None
-            self._changed.append((cpu, current))
         kept = {cpu: gov for cpu, gov in self.show().items() if gov != target}
         if kept:
             self.undo()

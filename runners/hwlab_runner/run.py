@@ -30,7 +30,7 @@ from .rounds import Member, RoundsResult, measure_rounds
 from .signals import exit_on_signals
 from .stats import summarize
 from .timing import measure
-from .watchdog import watch_parent
+from .watchdog import watch_host
 
 Writer = Callable[[Dict[str, Any]], None]
 
@@ -195,14 +195,15 @@ def _plan_power(job: Job, root: str) -> PowerPlan | None:
     return plan
 
 
-def run_job(job: Job, write: Writer, root: str | None = None) -> int:
+def run_job(job: Job, write: Writer, root: str | None = None, results_fd: int | None = None) -> int:
     """Measure every model of ``job`` in order, writing one line each; return how many failed.
 
     ``root`` is where sysfs is read (default: "/", or ``HWLAB_RUNNER_SYSFS_ROOT`` for tests).
+    ``results_fd``: the descriptor the lines go to, watched for a reader that is gone.
     A governor the job sets is restored on the way out, whatever the way.
     """
     root = sysinfo.sysfs_root() if root is None else root
-    watch_parent()  # a host killed outright cannot stop the job: the runner stops itself
+    watch_host(results_fd)  # a host killed outright cannot stop the job: the runner stops itself
     setup_error: str | None = None
     try:
         affinity: list[int] | None = apply_core_mask(job.core_mask)

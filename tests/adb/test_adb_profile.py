@@ -112,8 +112,12 @@ def test_phone_going_away_mid_profile_keeps_rows_and_the_rerun_measures_the_rest
     assert len(LookupTable.at(tmp_path / "tables", req.table_id)) == 3
 
 
-def test_a_terminated_profile_stops_its_runner_on_the_phone(standin: StandIn, tmp_path: Path) -> None:
-    """SIGTERM to hwlab mid-job: its adb client is stopped, and the phone hangs the runner up."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_terminated_profile_stops_its_runner_on_the_phone(
+    standin: StandIn, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM or Ctrl-C to hwlab mid-job: its adb client is stopped and the runner too, by its pid; SIGKILL:
+    hwlab runs no code, adbd hangs the command up and the runner, its shell gone, stops itself."""
     pid_file = tmp_path / "runner.pid"
     inventory = tmp_path / "inventory"
     inventory.mkdir()
@@ -123,9 +127,10 @@ def test_a_terminated_profile_stops_its_runner_on_the_phone(standin: StandIn, tm
         f"workdir: {standin.root / 'hwlab'}\npython: {python}\n"
     )
     proc, runner = start_long_profile("phone", inventory, tmp_path / "t", pid_file)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143 and "every finished row is kept" in err, err
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 128 + sig and "every finished row is kept" in err, err
     deadline = time.monotonic() + 100  # the hang-up reaches the phone's shell after adb is gone; the job runs 360 s
     while running(runner) and time.monotonic() < deadline:
         time.sleep(0.1)

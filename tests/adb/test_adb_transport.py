@@ -137,6 +137,19 @@ def test_device_going_away_mid_stream_is_a_typed_error(phone: AdbTransport, stan
     assert phone.run(["echo", "back"], timeout=30).stdout == "back\n"
 
 
+def test_a_stopped_stream_stops_its_command_even_when_it_ignores_the_hang_up(phone: AdbTransport) -> None:
+    """adbd hangs up a shell whose stream closed; a command that ignores SIGHUP (and outlives its shell) is
+    still stopped: the stream knows its pid and sends SIGTERM on the device."""
+    token = "ignores-hup-27.18"
+    script = f"trap '' HUP; echo ready; while :; do sleep 0.1; done # {token}"
+    stream = phone.stream(["sh", "-c", script], line_timeout=60)
+    lines = iter(stream)  # held: an abandoned iterator stops its command
+    assert next(lines) == "ready"
+    assert processes_with(token)
+    stream.kill()
+    wait_until(lambda: processes_with(token) == [], "the command is stopped by its pid")
+
+
 def test_a_slow_command_is_killed_at_its_deadline(phone: AdbTransport, standin: StandIn) -> None:
     token = "31.4159"
     with pytest.raises(CommandTimeout):

@@ -125,6 +125,31 @@ def test_power_and_governor_on_a_fake_sysfs(folder, tmp_path):
     assert all((sysfs / GOVERNOR.format(c)).read_text() == "schedutil\n" for c in cpus)  # restored
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+def test_a_runner_whose_results_nobody_reads_stops_itself(folder, tmp_path):
+    """The host's end of the results pipe closes (the host died, its parent did not): the runner notices
+    within its watchdog's interval, not at its next result line (this model would take 10 minutes)."""
+    cpus = affinity()
+    sysfs = fake_sysfs(tmp_path, cpus)
+    forever = {"stop": {"min_count": 10, "max_time_s": 600.0, "ci_rel": None, "max_count": 10**9},
+               "governor": "performance", "rounds": None}  # fmt: skip
+    proc = start(folder, "forever.json", forever, sysfs)
+    try:
+        deadline = time.monotonic() + 60
+        while (sysfs / GOVERNOR.format(cpus[0])).read_text() != "performance\n":
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.02)
+        proc.stdout.close()  # nobody reads the results any more
+        proc.stdout = None
+        _, err = proc.communicate(timeout=60)  # a bound for a runner that never notices (it would run 600 s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "nobody reads the results any more" in err
+    assert all((sysfs / GOVERNOR.format(c)).read_text() == "schedutil\n" for c in cpus)
+
+
 def test_cuda_where_there_is_none_is_an_error_line(folder):
     rc, lines, err = run_job(folder, "cuda.json", {"device": "cuda", "models": [MODEL, {**MODEL, "key": "b"}]})
     assert rc == 0

@@ -218,7 +218,10 @@ def test_the_liveness_rule_with_a_simulated_clock() -> None:
     assert not live.dead() and live.last == 185.5  # the reply came: alive, and heard now
 
 
-def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["doctor", "--device", "silent"], ["devices", "trust", "silent", "--yes"]])
+def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(
+    tmp_path: Path, command: list[str]
+) -> None:
     """Not an SSH server (it accepts, then says nothing): one typed line from the CLI, no retries, and none of
     the tracebacks paramiko logs for a failed handshake (run in a process of its own: pytest captures logs)."""
     listener = socket.socket()
@@ -245,12 +248,14 @@ def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(t
     )
     env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "250"}
     try:
-        done = subprocess.run([sys.executable, "-m", "hwlab.cli", "doctor", "--device", "silent", "--inventory",
-                               str(inventory)], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+        argv = [sys.executable, "-m", "hwlab.cli", *command, "--inventory", str(inventory)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
     finally:
         stop.set()
         holder.join(timeout=5)  # before the listener closes under its accept()
         for sock in [*accepted, listener]:
             sock.close()
     assert done.returncode == 1 and "accepted the connection but sent no SSH banner" in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr and len(accepted) == 1  # tried once: it will not become an SSH server
+    assert "fix:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(accepted) == 1  # tried once: it will not become an SSH server
+    assert not (tmp_path / "known_hosts").exists()
