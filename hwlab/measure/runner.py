@@ -28,7 +28,11 @@ class RunnerMeasurer:
         s = job.settings
         # The slowest legitimate silence: cooldown, then warming up and timing one model, or a whole
         # group's rounds (its lines come when it ends; a visit may overrun the group's time by one round).
-        measuring_s = 2 * s.stop.max_time_s if s.rounds is None else 2 * s.rounds.max_time_s
+        if s.rounds is None:
+            measuring_s = 2 * s.stop.max_time_s
+        else:
+            members = min(len(job.models), s.rounds.group_size) + len(job.anchors)
+            measuring_s = 2 * s.rounds.max_time_s * members
         line_timeout = s.cooldown.timeout_s + s.cooldown.pause_s + measuring_s + LINE_SLACK_S
         stream = deployer.transport.stream(argv, line_timeout=line_timeout, env=env)
         read_results(stream, sink, [m.key for m in job.models], progress)

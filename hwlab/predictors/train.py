@@ -40,7 +40,7 @@ from hwlab.predictors.graph import onnx_kernels
 from hwlab.predictors.kernelgen import neighbour_items
 from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
-from hwlab.predictors.regress import FittedRegressor, fit_kernel_regressor
+from hwlab.predictors.regress import CANDIDATES, FittedRegressor, fit_kernel_regressor
 from hwlab.predictors.store import load_predictor, save_predictor
 from hwlab.profile import ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
@@ -62,6 +62,8 @@ class FitPlan:
     calibration_models: int = 6  # per family, and as many SPOS architectures
     adaptive_rounds: int = 1
     neighbours: int = 2
+    adaptive_limit: int = 200  # kernels given neighbours per round at most, the worst predicted first
+    candidates: tuple[dict[str, Any], ...] = CANDIDATES  # regressors cross-validated per kernel type
     seed: int = 0
     fusion_settings: MeasureSettings = stopping(min_time_s=0.3, ci_rel=0.003)
     kernel_settings: MeasureSettings = stopping(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
@@ -113,12 +115,17 @@ def fit_overhead(
     return Overhead(float(per_kernel), float(fixed))
 
 
-def _fit_all(rows: list[dict[str, Any]], seed: int) -> dict[str, FittedRegressor]:
-    return {t: fit_kernel_regressor(d.X, d.y_ms, seed=seed) for t, d in rows_by_type(rows).items() if len(d.y_ms) >= 2}
+def _fit_all(rows: list[dict[str, Any]], plan: FitPlan) -> dict[str, FittedRegressor]:
+    return {
+        t: fit_kernel_regressor(d.X, d.y_ms, seed=plan.seed, candidates=plan.candidates)
+        for t, d in rows_by_type(rows).items()
+        if len(d.y_ms) >= 2
+    }
 
 
 def _poorly_predicted(rows: list[dict[str, Any]], seed: int, tolerance: float = 0.10) -> list[dict[str, Any]]:
-    """Rows whose out-of-fold prediction misses by more than ``tolerance`` (a quick forest per type)."""
+    """Rows whose out-of-fold prediction misses by more than ``tolerance`` (a quick forest per type), the
+    worst first."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.model_selection import cross_val_predict
 
@@ -131,8 +138,8 @@ def _poorly_predicted(rows: list[dict[str, Any]], seed: int, tolerance: float = 
         folds = min(5, len(data.y_ms))
         predicted = np.exp(cross_val_predict(forest, np.log1p(data.X), np.log(data.y_ms), cv=folds))
         errors = np.abs(predicted - data.y_ms) / data.y_ms
-        poor += [by_key[k] for k, e in zip(data.keys, errors, strict=True) if e > tolerance]
-    return poor
+        poor += [(float(e), by_key[k]) for k, e in zip(data.keys, errors, strict=True) if e > tolerance]
+    return [row for _, row in sorted(poor, key=lambda pair: -pair[0])]
 
 
 def _neighbour_items(rows: list[dict[str, Any]], rules: FusionRules, plan: FitPlan, round_: int) -> list[ModelItem]:
@@ -180,14 +187,14 @@ def fit_predictor(
     for round_ in range(plan.adaptive_rounds):
         rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
         poor = _poorly_predicted(rows, plan.seed)
-        extra = _neighbour_items(poor, rules, plan, round_)
+        extra = _neighbour_items(poor[: plan.adaptive_limit], rules, plan, round_)
         say(f"adaptive round {round_ + 1}: {len(poor)} kernels off by > 10%, {len(extra)} neighbours to measure")
         if not extra:
             break
         profile(replace(kernel_request, specs=extra), progress)
         wanted |= {i.key for i in extra}
     rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
-    regressors = _fit_all(rows, plan.seed)
+    regressors = _fit_all(rows, plan)
     say(f"fitted {len(regressors)} kernel types")
 
     calibration = calibration_models(plan, plan.seed + 1)

@@ -37,13 +37,15 @@ class RoundRule:
     to last ``block_min_time_s`` of the job) until the visit lasted ``visit_min_time_s`` and
     gave ``visit_min_samples``. Rounds stop on ``"ci"`` once ``min_rounds`` are done and every
     model's between-round CI is within ``ci_rel`` (None: never), else on ``"max_rounds"`` or
-    ``"max_time"`` (the group's measuring time). A job's models are measured ``group_size`` at a
-    time (with the anchors in every group), and a group's lines are written when it ends.
+    ``"max_time"``: the group has measured for ``max_time_s`` per model (a model's time, as in
+    one block, so a group of 35 may take 35 times as long). A job's models are measured
+    ``group_size`` at a time (with the anchors in every group), and a group's lines are written
+    when it ends.
     """
 
     min_rounds: int = 6
     max_rounds: int = 40
-    max_time_s: float = 120.0
+    max_time_s: float = 3.0
     ci_rel: float | None = 0.02
     confidence: float = 0.95
     visit_min_time_s: float = 0.02
@@ -205,6 +207,7 @@ def measure_rounds(
     """
     rng = random.Random(seed)
     order: list[list[str]] = []
+    limit_ns = rule.max_time_s * len(members) * 1e9
     start = clock()
     reason = "max_rounds"
     factors: list[float] = []
@@ -233,7 +236,7 @@ def measure_rounds(
         ):
             reason = "ci"
             break
-        if clock() - start >= rule.max_time_s * 1e9:
+        if clock() - start >= limit_ns:
             reason = "max_time"
             break
     return RoundsResult(members, order, factors, corrected, reason, (clock() - start) / 1e9)

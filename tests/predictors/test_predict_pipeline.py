@@ -17,16 +17,20 @@ from hwlab.cli import main
 from hwlab.errors import UnknownKernelError, UnknownOpError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.measure.settings import stopping
 from hwlab.predictors.fastpath import SposLatencyTable
 from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Overhead, Predictor
+from hwlab.predictors.regress import CANDIDATES
 from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable
 from hwlab.zoo import SposNet, sample_family
 from hwlab.zoo.blocks import ZeroPad
 
-PLAN = FitPlan(spos_input=32, spos_models=2, family_models=1, calibration_models=1, adaptive_rounds=1, neighbours=1)
+QUICK = stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05)  # what is tested is the pipeline, not accuracy
+PLAN = FitPlan(spos_input=32, spos_models=2, family_models=1, calibration_models=1, adaptive_rounds=1, neighbours=1,
+               adaptive_limit=8, kernel_settings=QUICK, model_settings=QUICK, candidates=CANDIDATES[:1])  # fmt: skip
 # Fixed rules, so which kernels exist does not hang on timings near the noise (the probe that measures
 # rules is tested in test_predict_fusion.py): conv and dwconv absorb their BN and activation, nothing else.
 RULES = FusionRules(frozenset({("conv", "bn"), ("conv", "relu"), ("dwconv", "bn"), ("dwconv", "relu")}))
