@@ -21,6 +21,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?")  # DNS labels and ssh_config aliases
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 SERIAL = re.compile(r"[A-Za-z0-9._:\[\]-]{1,128}")
+SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # an IPv6 zone: an interface name or index
 
 
 def name_problem(value: object) -> str | None:
@@ -39,10 +40,14 @@ def host_problem(value: object) -> str | None:
         return f"{value!r} is not a host name"
     literal = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
-        ipaddress.ip_address(literal)
-        return None
+        address = ipaddress.ip_address(literal)
     except ValueError:
-        pass
+        address = None
+    if address is not None:
+        # Python accepts any text after an IPv6 literal's '%' (its zone), shell characters included.
+        scope = getattr(address, "scope_id", None)
+        if scope is None or SCOPE.fullmatch(scope):
+            return None
     if HOST.fullmatch(value) and ".." not in value:
         return None
     return (

@@ -1,4 +1,4 @@
-"""``.npz`` archives from users' files, read safely: plain arrays only, each within a stated size.
+"""``.npz`` archives from users' files, read safely: plain arrays only, within a stated size together.
 
 ``numpy.load`` refuses pickled members with ``allow_pickle=False``, but it allocates
 whatever a member's header declares (a few bytes can declare 10^10 elements) and it
@@ -29,6 +29,7 @@ def read_npz(source: bytes | Path, max_bytes: int = MAX_ARRAY_BYTES) -> dict[str
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ArrayFileProblem(f"is not an .npz archive ({err})") from None
     arrays: dict[str, np.ndarray] = {}
+    total = 0
     with archive:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
@@ -41,10 +42,13 @@ def read_npz(source: bytes | Path, max_bytes: int = MAX_ARRAY_BYTES) -> dict[str
                 if dtype.hasobject:
                     raise ArrayFileProblem(f"member {name!r} holds Python objects (pickles are never loaded)")
                 size = math.prod(shape) * dtype.itemsize
+                total += size
                 if size > max_bytes:
                     raise ArrayFileProblem(
                         f"member {name!r} declares {shape} {dtype} ({size:,} bytes), more than {max_bytes:,}"
                     )
+                if total > max_bytes:
+                    raise ArrayFileProblem(f"its members declare {total:,} bytes together, more than {max_bytes:,}")
                 with archive.open(info) as member:
                     arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
             except ArrayFileProblem:

@@ -140,7 +140,7 @@ def test_profile_spos_human_output_and_tables_commands(capsys: pytest.CaptureFix
 def test_bad_requests_fail_with_a_fix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for bad, said in ((["--backend", "tensorrt"], "unknown backend tensorrt: choose from onnxruntime, litert, torch"),
                       (["--backend", "all,torch"], "'all' already means every backend"),
-                      (["--threads", "0"], "expected a whole number >= 1, not 0"),
+                      (["--threads", "0"], "expected a whole number from 1 to 1024, not 0"),
                       (["--core-mask", "a,b"], "expected comma-separated CPU ids")):  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main(["profile", *bad, "--tables-dir", str(tmp_path)])
@@ -290,7 +290,11 @@ def test_devices_trust_keeps_an_inventory_given_before_the_action(tmp_path: Path
         (["search", "--latency-ms", "1", "--mutation-prob", "2"], "<= 1"),
         (["profile", "--table", "../out"], "is not a safe name"),
         (["profile", "--max-time", "0"], "expected a finite number > 0"),
-        (["predictors", "fit", "--threads", "0"], "expected a whole number >= 1, not 0"),
+        (["predictors", "fit", "--threads", "0"], "expected a whole number from 1 to 1024, not 0"),
+        (["search", "--latency-ms", "1", "--input-size", "100000"], "from 8 to 4096, not 100000"),
+        (["search", "--latency-ms", "1", "--population", "10000000"], "from 1 to 100000, not 10000000"),
+        (["search", "--latency-ms", "1", "--batch-size", "1000000"], "from 1 to 65536, not 1000000"),
+        (["profile", "--count", "0"], "from 1 to 100000, not 0"),
     ],
 )
 def test_bad_numbers_and_names_are_refused_while_parsing(capsys: pytest.CaptureFixture[str], argv, said) -> None:  # type: ignore[no-untyped-def]
@@ -303,3 +307,26 @@ def test_inventory_text_is_printed_as_text_not_markup(capsys: pytest.CaptureFixt
     (tmp_path / "board.yaml").write_text("name: board\ntransport: local\ndescription: '[/x] [bold]not bold'\n")
     rc, out, err = run_cli(capsys, "devices", "--inventory", str(tmp_path))
     assert rc == 0 and "[/x] [bold]not bold" in out and not err
+
+
+def test_an_error_is_one_line_and_debug_shows_its_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hwlab.errors import TableError
+
+    argv = ["tables", "show", "local/onnxruntime/none", "--tables-dir", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "fix:" in err and "Traceback" not in err
+    with pytest.raises(TableError, match="no table at"):
+        main(["--debug", *argv])
+
+    def broken(_root: Path) -> list[TableId]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("hwlab.cli.tables.list_tables", broken)
+    assert main(["tables", "list", "--tables-dir", str(tmp_path)]) == 70
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: a bug" in err and "hwlab --debug" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["--debug", "tables", "list", "--tables-dir", str(tmp_path)])

@@ -87,7 +87,7 @@ def _arch(base: Path) -> None:
 
 def _data(base: Path) -> None:
     rng = np.random.default_rng(0)
-    np.savez(base / "data.npz", x=rng.integers(0, 255, (20, 8, 8), dtype=np.uint8), y=np.arange(20) % 2)
+    np.savez(base / "data.npz", x=rng.integers(0, 255, (30, 8, 8), dtype=np.uint8), y=np.arange(30) % 10)
 
 
 def _published(base: Path) -> None:
@@ -95,6 +95,11 @@ def _published(base: Path) -> None:
                for s in (224, 192, 160)}  # fmt: skip
     lines = [f"{k}:\n  count: {v['count']}\n  mean: {v['mean']}\n  std: {v['std']}\n" for k, v in entries.items()]
     (base / "lut.yaml").write_text("".join(lines))
+
+
+def TRAIN(base: Path) -> list[str]:  # noqa: N802 - a command line, like the lambdas beside it
+    """Reads an architecture file and a data set (one epoch on 20 tiny images, nothing exported)."""
+    return ["train", str(base / "arch.json"), "--data", str(base / "data.npz"), "--epochs", "1", "--no-export"]
 
 
 KINDS = [
@@ -108,11 +113,10 @@ KINDS = [
          lambda b: ["predictors", "show", "--device", "local", "--predictors-dir", str(b / "predictors")], json=True),
     Kind("predictor-arrays", "predictors/local/onnxruntime/*.npz",
          lambda b: ["predictors", "show", "--device", "local", "--predictors-dir", str(b / "predictors")]),
-    Kind("model", "model.onnx", lambda b: ["predict", str(b / "model.onnx"), "--predictors-dir", str(b / "none")]),
-    Kind("arch", "arch.json", lambda b: ["validate", str(b / "arch.json"), "--device", "rk3399"], json=True),
-    Kind("data", "data.npz",
-         lambda b: ["search", "--latency-ms", "1", "--data", str(b / "data.npz"), "--input-size", "16",
-                    "--predictors-dir", str(b / "none"), "--runs-dir", str(b / "runs")]),
+    Kind("model", "model.onnx",
+         lambda b: ["predict", str(b / "model.onnx"), "--predictors-dir", str(b / "predictors"), "--allow-unknown"]),
+    Kind("arch", "arch.json", TRAIN, json=True),
+    Kind("data", "data.npz", TRAIN),
     Kind("published-table", "lut.yaml",
          lambda b: ["tables", "import", str(b / "lut.yaml"), "--device", "d", "--source", "me @ 0, lut.yaml",
                     "--tables-dir", str(b / "imported")]),
@@ -155,6 +159,14 @@ def variants(kind: Kind, raw: bytes) -> dict[str, bytes]:
             for name, value in wrong.items():
                 if name != kind_of:  # a value of the field's own type may well be valid
                     out[f"field-{key}-{name}"] = json.dumps({**data, key: value}).encode()
+    if kind.json:
+        data = json.loads(raw)
+        for path in rng.sample(_nested_paths(data), min(24, len(_nested_paths(data)))):
+            # Not null: many nested fields are optional (null is then valid, e.g. an imported table's threads).
+            for name, value in {"text": "[/x]", "object": {"..": 1}}.items():
+                if type(_get(data, path)) is not type(value):
+                    label = "/".join(map(str, path))
+                    out[f"nested-{label}-{name}"] = json.dumps(_set(data, path, value)).encode()
     if kind.name == "table-rows":
         good = raw.decode().splitlines()[0]
         out["row-list"] = (good + "\n[1, 2]\n").encode()
@@ -190,6 +202,33 @@ def variants(kind: Kind, raw: bytes) -> dict[str, bytes]:
     return out
 
 
+def _nested_paths(data: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Paths to the values below the top level (objects' keys, a list's first item), up to depth 4."""
+    found: list[tuple[object, ...]] = []
+    items = list(data.items()) if isinstance(data, dict) else [(0, data[0])] if isinstance(data, list) and data else []
+    for key, value in items:
+        path = (*prefix, key)
+        if len(path) > 1:
+            found.append(path)
+        if len(path) < 4:
+            found += _nested_paths(value, path)
+    return found
+
+
+def _get(data: object, path: tuple[object, ...]) -> object:
+    for key in path:
+        data = data[key]  # type: ignore[index]
+    return data
+
+
+def _set(data: object, path: tuple[object, ...], value: object) -> object:
+    """A deep copy of ``data`` with the value at ``path`` replaced."""
+    copy = json.loads(json.dumps(data))
+    parent = _get(copy, path[:-1])
+    parent[path[-1]] = value  # type: ignore[index]
+    return copy
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("valid")
@@ -204,6 +243,17 @@ def _target(tree: Path, kind: Kind) -> Path:
 
 def _snapshot(tree: Path) -> dict[str, bytes]:
     return {str(p.relative_to(tree)): p.read_bytes() for p in sorted(tree.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_the_valid_file_of_each_kind_is_read_and_used(
+    kind: Kind, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command succeeds on the unmodified tree, so a variant's error can only come from what was changed."""
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+    tree = tmp_path / "tree"
+    shutil.copytree(base, tree)
+    assert main(kind.argv(tree)) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
@@ -236,6 +286,8 @@ def test_malformed_files_give_one_typed_line_and_change_nothing(
             failures.append(f"{name}: accepted without saying what it tolerated")
         elif rc not in (0, 2) and (len(said) != 1 or not any(line.strip().startswith("fix:") for line in lines)):
             failures.append(f"{name}: rc {rc}, not one error line with its fix: {err[-400:]!r}")
+        elif rc == 1 and _target(tree, kind).name not in err:
+            failures.append(f"{name}: the error does not name {_target(tree, kind).name}: {err[-400:]!r}")
         if _snapshot(tree) != before:
             failures.append(f"{name}: changed files on disk")
         shutil.rmtree(tree)

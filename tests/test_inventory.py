@@ -122,7 +122,8 @@ def test_valid_ssh_device(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("host", "127.0.0.1;touch PWNED"), ("host", "$(touch PWNED)"), ("host", "a b"), ("user", "root;id"),
-     ("name", "../outside"), ("serial", "x;reboot")],
+     ("host", "fe80::1%;touch PWNED;true"), ("host", "[fe80::1%$(id)]"), ("name", "../outside"),
+     ("serial", "x;reboot")],
 )  # fmt: skip
 def test_names_that_could_reach_a_shell_or_leave_a_folder_are_refused(tmp_path: Path, field: str, value: str) -> None:
     fields = {"name": "board", "transport": "ssh" if field != "serial" else "adb", "host": "127.0.0.1",
@@ -148,7 +149,11 @@ def test_a_host_with_shell_characters_never_reaches_match_exec(tmp_path: Path, m
     pwned = tmp_path / "PWNED"
     with pytest.raises(TransportError, match="shell characters"):
         SshTarget.resolve(f"x;touch {pwned}", ssh_config=str(config))
-    assert not pwned.exists() and [p.name for p in ran.iterdir()] == ["board1"]
+    with pytest.raises(TransportError, match="shell characters"):  # Python takes any text as an IPv6 zone
+        SshTarget.resolve("fe80::1%;touch PWNED;true", ssh_config=str(config))
+    assert not pwned.exists() and not (Path.cwd() / "PWNED").exists()
+    assert [p.name for p in ran.iterdir()] == ["board1"]
+    assert SshTarget.resolve("fe80::1%eth0", ssh_config=str(config)).user == "someone"  # a real zone is a host
 
 
 # Nine levels of nine references: 9**9 (387 million) nodes once expanded, a few hundred bytes as text.

@@ -77,6 +77,22 @@ def test_metadata_and_fixed_conditions(tmp_path: Path) -> None:
         again.open_for_append({**FIXED, "threads": 4}, {})
 
 
+def test_a_table_copied_into_another_devices_folder_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    table = LookupTable.at(tmp_path, TableId("d", "onnxruntime", "spos"))
+    table.open_for_append(FIXED, {"device": "d", "backend": "onnxruntime"})  # as profile writes it
+    table.append(row("a"))
+    copy = tmp_path / "other" / "onnxruntime" / "spos"
+    shutil.copytree(table.folder, copy)
+    LookupTable(table.folder).check_measured_on("d", "onnxruntime")
+    with pytest.raises(TableMismatch, match="was measured on d/onnxruntime, not other/onnxruntime") as err:
+        LookupTable(copy).check_measured_on("other", "onnxruntime")
+    assert "--force" in str(err.value.hint)
+    with pytest.raises(TableMismatch, match="device: table has 'd', now 'other'"):  # nor is it resumed there
+        LookupTable(copy).open_for_append({**FIXED, "device": "other"}, {"device": "other"})
+
+
 def test_cut_off_last_line_is_tolerated_then_repaired(tmp_path: Path) -> None:
     table = new_table(tmp_path)
     table.append(row("a"))

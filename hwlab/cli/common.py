@@ -170,22 +170,25 @@ def core_mask(text: str) -> tuple[int, ...] | str:
     return text if text in CORE_MASK_RULES else _ints(text)
 
 
-def whole(minimum: int = 0) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum``."""
+def whole(minimum: int = 0, maximum: int = 2**32 - 1) -> Callable[[str], int]:
+    """An argparse type: a whole number in [``minimum``, ``maximum``] (the default maximum is a seed's)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {value}")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {minimum} to {maximum}, not {value}")
         return value
 
     return parse
 
 
 positive_int = whole(1)
+# Counts of things hwlab builds, trains or measures one by one: a typo of a few zeros is refused at once.
+count_arg = whole(1, 100_000)
+MAX_INPUT_SIZE = 4096  # pixels a side
 
 
 def number(low: float = 0.0, high: float = math.inf, *, low_open: bool = False) -> Callable[[str], float]:
@@ -211,7 +214,7 @@ positive = number(0.0, low_open=True)
 def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) -> None:
     """Where and how the device measures; with ``stop_rules``, also how long per model."""
     m = p.add_argument_group("measuring")
-    m.add_argument("--threads", type=positive_int, help="intra-op threads (default: the inventory's)")
+    m.add_argument("--threads", type=whole(1, 1024), help="intra-op threads (default: the inventory's)")
     m.add_argument(
         "--core-mask",
         type=core_mask,
@@ -245,12 +248,14 @@ def add_measuring_args(p: argparse.ArgumentParser, *, stop_rules: bool = False) 
         help="rounds: every model visited once per round in a seeded order, the rounds' common speed divided out"
         " (drift-corrected); single: each model in one block of its own (the stop rules below)",
     )
-    m.add_argument("--min-rounds", type=positive_int, default=r.min_rounds, help="rounds at least (rounds)")
-    m.add_argument("--max-rounds", type=positive_int, default=r.max_rounds, help="rounds at most (rounds)")
+    m.add_argument("--min-rounds", type=count_arg, default=r.min_rounds, help="rounds at least (rounds)")
+    m.add_argument("--max-rounds", type=count_arg, default=r.max_rounds, help="rounds at most (rounds)")
     m.add_argument(
         "--min-time", type=non_negative, default=d.stop.min_time_s, help="seconds of samples at least (single)"
     )
-    m.add_argument("--max-time", type=positive, default=d.stop.max_time_s, help="seconds per model at most (single)")
+    m.add_argument(
+        "--max-time", type=positive, default=d.stop.max_time_s, help="seconds of measuring per model at most"
+    )
     m.add_argument("--min-count", type=positive_int, default=d.stop.min_count, help="samples at least (single)")
     m.add_argument(
         "--ci",
@@ -276,7 +281,7 @@ def measure_settings(args: argparse.Namespace) -> MeasureSettings:
         raise InvalidRequest(
             f"--max-rounds {args.max_rounds} is below --min-rounds {args.min_rounds}", hint="raise --max-rounds"
         )
-    rounds = RoundRule(min_rounds=args.min_rounds, max_rounds=args.max_rounds, ci_rel=args.ci)
+    rounds = RoundRule(min_rounds=args.min_rounds, max_rounds=args.max_rounds, max_time_s=args.max_time, ci_rel=args.ci)
     return MeasureSettings(
         warmup=d.warmup,
         stop=StopRule(min_count=args.min_count, min_time_s=args.min_time, max_time_s=args.max_time, ci_rel=args.ci),

@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         " drift-corrected (stored with the device; predictor evaluations print it as their ceiling)",
     )
     d = NoisePlan()
-    noise.add_argument("--models", type=whole(2), default=d.models, help="reference whole models (--noise)")
+    noise.add_argument("--models", type=whole(2, 100_000), default=d.models, help="reference whole models (--noise)")
     noise.add_argument(
         "--gap", type=number(0.0), default=d.gap_s, metavar="SECONDS", help="seconds between the two runs (--noise)"
     )
@@ -254,7 +254,9 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     zones = facts.get("thermal_c") or {}
     table.add_row(
         "thermal zones",
-        "\n".join(f"{z}: {t:.1f} °C" if t is not None else f"{z}: unreadable" for z, t in zones.items())
+        "\n".join(
+            escape(f"{z}: {t:.1f} °C" if isinstance(t, int | float) else f"{z}: unreadable") for z, t in zones.items()
+        )
         or "[dim]none readable[/]",
     )
     total, avail = facts.get("memory_total_mib"), facts.get("memory_available_mib")

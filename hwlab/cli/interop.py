@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from hwlab.cli.common import add_folder_args, add_json_arg, command, positive_int, print_json, safe_name
+from hwlab.cli.common import MAX_INPUT_SIZE, add_folder_args, add_json_arg, command, print_json, safe_name, whole
 from hwlab.errors import TableError
 from hwlab.inventory import RUNTIMES
 from hwlab.tables import LookupTable, TableId
@@ -48,7 +48,7 @@ def register_interop(tsub: argparse._SubParsersAction) -> None:  # type: ignore[
     imp.add_argument("--source", help="provenance 'owner/repo @ commit, path' (needed for unrecognised files)")
     imp.add_argument("--source-device", help="the device as the source describes it (default: --device)")
     imp.add_argument(
-        "--resolution", type=positive_int, help="input resolution (default: read from the first conv's key)"
+        "--resolution", type=whole(1, MAX_INPUT_SIZE), help="input resolution (default: read from the first conv's key)"
     )
     add_folder_args(imp, "tables")
     add_json_arg(imp)

@@ -24,15 +24,15 @@ from hwlab.cli.common import (
     add_json_arg,
     add_measuring_args,
     command,
+    count_arg,
     measuring,
-    positive_int,
     print_json,
     whole,
 )
 from hwlab.cli.console import stderr_console
-from hwlab.errors import PredictorError
+from hwlab.errors import GraphError, PredictorError
 from hwlab.inventory import get_device
-from hwlab.predictors.predictor import Predictor, predictor_dir
+from hwlab.predictors.predictor import Predictor, fitted_backends
 from hwlab.profile import ProfileRequest, usable_backends
 
 
@@ -88,9 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         examples=["hwlab predictors fit --device local", "hwlab predictors fit --device rk3399 --core-mask big"],
     )
     _common(fit, measures=True, folders=("tables", "predictors"))
-    fit.add_argument("--spos-models", type=positive_int, default=12, help="SPOS training architectures")
-    fit.add_argument("--family-models", type=positive_int, default=8, help="training models per zoo family")
-    fit.add_argument("--rounds", type=whole(0), default=1, help="adaptive sampling rounds")
+    fit.add_argument("--spos-models", type=count_arg, default=12, help="SPOS training architectures")
+    fit.add_argument("--family-models", type=count_arg, default=8, help="training models per zoo family")
+    fit.add_argument("--rounds", type=whole(0, 1000), default=1, help="adaptive sampling rounds")
     fit.add_argument("--seed", type=whole(0), default=0, help="seed of the training models")
     fit.set_defaults(handler=cmd_fit)
     show = command(
@@ -113,8 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         examples=["hwlab predictors eval --device local", "hwlab predictors eval --device local --spos 40"],
     )
     _common(ev, measures=True, folders=("tables", "predictors"))
-    ev.add_argument("--spos", type=whole(0), default=20, help="held-out SPOS architectures")
-    ev.add_argument("--per-family", type=whole(0), default=7, help="held-out models per zoo family")
+    ev.add_argument("--spos", type=whole(0, 100_000), default=20, help="held-out SPOS architectures")
+    ev.add_argument("--per-family", type=whole(0, 100_000), default=7, help="held-out models per zoo family")
     ev.add_argument("--seed", type=whole(0), default=1000, help="seed of the held-out models")
     add_force_arg(ev)
     ev.add_argument("--plot", type=Path, help="PNG scatter plot (default: PREDICTORS_DIR/<device>/<backend>/eval.png)")
@@ -126,8 +126,7 @@ def _fitted_backends(args: argparse.Namespace) -> list[str]:
     a predictor needs no inventory entry)."""
     if tuple(args.backend) != ("all",):
         return list(args.backend)
-    root = predictor_dir(args.predictors_dir, args.device, "")
-    found = sorted(p.parent.name for p in root.glob("*/predictor.json"))
+    found = fitted_backends(args.predictors_dir, args.device)
     if not found:
         raise PredictorError(
             f"no predictor for {args.device!r} in {args.predictors_dir}",
@@ -147,6 +146,14 @@ def _for_each_backend(args: argparse.Namespace, work: Callable[[ProfileRequest],
 def cmd_predict(args: argparse.Namespace) -> int:
     from hwlab.predictors.graph_load import check_inputs, read_onnx
 
+    if args.model.suffix.lower() == ".tflite":
+        from hwlab.tflitefile import check_tflite
+
+        check_tflite(args.model)
+        raise GraphError(
+            f"{args.model} is a TFLite model; hwlab predicts from ONNX graphs",
+            hint="export the network to ONNX too (torch.onnx.export) and predict that file",
+        )
     check_inputs(read_onnx(args.model), str(args.model))  # the user's file first, before any predictor is read
     results = []
     for backend in _fitted_backends(args):
@@ -163,9 +170,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for i, (kernel, ms) in enumerate(prediction.kernels):
             f = kernel.features
             shape = f"{f['h']:g}×{f['w']:g}×{f['cin']:g} → {f['cout']:g}"
-            view.add_row(str(i), kernel.type, escape(",".join(kernel.nodes)[:40]), shape, f"{ms:.4f}")
+            view.add_row(str(i), escape(kernel.type), escape(",".join(kernel.nodes)[:40]), shape, f"{ms:.4f}")
         console.print(view)
-        note = " [yellow](lower bound: no regressor for " + ", ".join(sorted(set(prediction.missing))) + ")[/]"
+        note = " [yellow](lower bound: no regressor for " + escape(", ".join(sorted(set(prediction.missing)))) + ")[/]"
         console.print(
             f"predicted latency: [bold]{prediction.total_ms:.3f} ms[/] ({len(prediction.kernels)} kernels,"
             f" overhead {prediction.overhead_ms:+.3f} ms){note if prediction.lower_bound else ''}"
@@ -194,7 +201,7 @@ def print_rules(console: Console, rules, backend: str) -> None:  # type: ignore[
         view.add_column(col)
     for e in rules.evidence:
         view.add_row(
-            e.first, e.second, f"{e.t_first_ms:.4f}", f"{e.t_second_ms:.4f}", f"{e.t_pair_ms:.4f}",
+            escape(e.first), escape(e.second), f"{e.t_first_ms:.4f}", f"{e.t_second_ms:.4f}", f"{e.t_pair_ms:.4f}",
             f"{e.overhead_ms:.4f}", f"{e.saving_ms:+.4f}", "[green]yes[/]" if e.fused(rules.alpha) else "no",
         )  # fmt: skip
     console.print(view)
@@ -211,7 +218,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args, lambda base: (base.backend, fit_predictor(base, plan, root=args.predictors_dir, say=console.print))
     )
     if args.json:
-        print_json([{"backend": b, **p.loaded.summary()} for b, p in fitted])
+        print_json([{"backend": b, **p.loaded.to_json()} for b, p in fitted])
         return 0
     for backend, predictor in fitted:
         _print_summary(console, predictor, backend)
@@ -225,7 +232,11 @@ def _print_summary(console: Console, predictor: Predictor, backend: str) -> None
     for kernel_type, acc in sorted(predictor.loaded.accuracy.items()):
         chosen = predictor.loaded.candidates.get(kernel_type, {})
         view.add_row(
-            kernel_type, str(acc["rows"]), str(chosen.get("name", "")), f"{acc['rmspe']:.1%}", f"{acc['within_10']:.0%}"
+            escape(kernel_type),
+            str(acc["rows"]),
+            escape(str(chosen.get("name", ""))),
+            f"{acc['rmspe']:.1%}",
+            f"{acc['within_10']:.0%}",
         )
     console.print(view)
     o = predictor.overhead
@@ -235,7 +246,7 @@ def _print_summary(console: Console, predictor: Predictor, backend: str) -> None
 def cmd_show(args: argparse.Namespace) -> int:
     shown = [(b, Predictor.load(args.device, b, args.predictors_dir, force=args.force)) for b in _fitted_backends(args)]
     if args.json:
-        print_json([{"backend": b, **p.loaded.summary()} for b, p in shown])
+        print_json([{"backend": b, **p.loaded.to_json()} for b, p in shown])
         return 0
     console = Console()
     for backend, predictor in shown:

@@ -19,16 +19,17 @@ from rich.progress import (
 from rich.table import Table
 
 from hwlab.cli.common import (
+    MAX_INPUT_SIZE,
     add_backend_arg,
     add_device_args,
     add_folder_args,
     add_json_arg,
     add_measuring_args,
     command,
+    count_arg,
     measure_settings,
     measuring,
     number,
-    positive_int,
     print_json,
     safe_name,
     whole,
@@ -81,12 +82,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_backend_arg(p)
     p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`)")
     g = p.add_argument_group("space parameters")
-    g.add_argument("--input-size", type=whole(8), help="spos: input image size (default 224; e.g. 32 for small images)")
+    g.add_argument(
+        "--input-size",
+        type=whole(8, MAX_INPUT_SIZE),
+        help="spos: input image size (default 224; e.g. 32 for small images)",
+    )
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
     g.add_argument("--width", type=number(0.0, 8.0, low_open=True), help="spos: width multiplier (default 1.0)")
-    g.add_argument("--num-classes", type=whole(2), help="spos: classifier outputs (default 1000)")
+    g.add_argument("--num-classes", type=whole(2, 100_000), help="spos: classifier outputs (default 1000)")
     g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
-    g.add_argument("--count", type=positive_int, help="generic: number of sampled ops; kernels: models per family")
+    g.add_argument("--count", type=count_arg, help="generic: number of sampled ops; kernels: models per family")
     g.add_argument("--seed", type=whole(0), help="generic, kernels: sampling seed")
     add_measuring_args(p, stop_rules=True)
     o = p.add_argument_group("output")

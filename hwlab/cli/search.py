@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwlab.cli.common import (
+    MAX_INPUT_SIZE,
     add_backend_arg,
     add_device_args,
     add_folder_args,
@@ -18,11 +19,11 @@ from hwlab.cli.common import (
     add_json_arg,
     add_measuring_args,
     command,
+    count_arg,
     measure_settings,
     measuring,
     number,
     positive,
-    positive_int,
     print_json,
     safe_name,
     single_backend,
@@ -68,8 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_device_args(p)
     add_backend_arg(p, several=False)
     p.add_argument("--latency-ms", type=positive, required=True, help="latency budget on the device (ms)")
-    p.add_argument("--max-macs", type=positive_int, help="also reject candidates above this many multiply-accumulates")
-    p.add_argument("--max-params", type=positive_int, help="also reject candidates above this many parameters")
+    p.add_argument(
+        "--max-macs", type=whole(1, 10**15), help="also reject candidates above this many multiply-accumulates"
+    )
+    p.add_argument("--max-params", type=whole(1, 10**15), help="also reject candidates above this many parameters")
     p.add_argument("--latency-source", choices=("predictor", "table"), default="predictor",
                    help="predicted latency, or a lookup-table sum")  # fmt: skip
     p.add_argument("--table", type=safe_name, metavar="NAME", help="with --latency-source table: the table's name"
@@ -79,19 +82,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _train_args(t)
     t.add_argument("--sampling", choices=("uniform", "latency-bins"), default="uniform",
                    help="paths uniformly, or uniformly within latency bins")  # fmt: skip
-    t.add_argument("--bins", type=whole(2), default=5, help="latency bins for --sampling latency-bins")
+    t.add_argument("--bins", type=whole(2, 1000), default=5, help="latency bins for --sampling latency-bins")
     t.add_argument("--sharing", choices=("nested", "separate"), default="nested",
                    help="a layer's choice blocks share weights, kernels nested (trains at small scale),"
                    " or each has its own (the paper's supernet)")  # fmt: skip
     e = p.add_argument_group("search")
     e.add_argument("--random", action="store_true", help="random search with as many evaluations (the baseline)")
-    e.add_argument("--population", type=positive_int, default=50, help="candidates per generation")
-    e.add_argument("--iterations", type=positive_int, default=20, help="generations")
-    e.add_argument("--parents", type=positive_int, default=10, help="top candidates kept as parents")
-    e.add_argument("--mutations", type=whole(0), default=25, help="mutants per generation")
-    e.add_argument("--crossovers", type=whole(0), default=25, help="crossovers per generation")
+    e.add_argument("--population", type=count_arg, default=50, help="candidates per generation")
+    e.add_argument("--iterations", type=count_arg, default=20, help="generations")
+    e.add_argument("--parents", type=count_arg, default=10, help="top candidates kept as parents")
+    e.add_argument("--mutations", type=whole(0, 100_000), default=25, help="mutants per generation")
+    e.add_argument("--crossovers", type=whole(0, 100_000), default=25, help="crossovers per generation")
     e.add_argument("--mutation-prob", type=number(0.0, 1.0), default=0.1, help="chance that a gene is redrawn")
-    e.add_argument("--recal-batches", type=whole(0), default=5, help="BN recalibration batches per candidate")
+    e.add_argument("--recal-batches", type=whole(0, 100_000), default=5, help="BN recalibration batches per candidate")
     e.add_argument("--search-seed", type=whole(0), default=0, help="seed of the evolution or random draws")
     o = p.add_argument_group("output and validation")
     add_folder_args(o, "runs", "tables", "predictors")
@@ -144,10 +147,10 @@ def _space_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("space and data")
     g.add_argument("--data", default="digits", help="'digits' (bundled), a .npz with x and y, or an image"
                    " folder (one sub-folder per class)")  # fmt: skip
-    g.add_argument("--input-size", type=whole(8), default=32, help="input side in pixels")
+    g.add_argument("--input-size", type=whole(8, MAX_INPUT_SIZE), default=32, help="input side in pixels")
     g.add_argument("--width", type=number(0.0, 8.0, low_open=True), default=0.25, help="width multiplier")
     g.add_argument("--stem-stride", type=int, choices=(1, 2), default=1, help="stem stride")
-    g.add_argument("--num-classes", type=whole(2), help="classifier outputs (default: the data's classes)")
+    g.add_argument("--num-classes", type=whole(2, 100_000), help="classifier outputs (default: the data's classes)")
     g.add_argument("--channel-search", action="store_true", help="also search middle-channel scales 0.2 .. 1.6")
 
 
@@ -155,8 +158,8 @@ def _train_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
     from hwlab.search.train import TrainSettings
 
     d = TrainSettings()
-    g.add_argument("--epochs", type=whole(0), default=d.epochs, help="training epochs")
-    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="batch size")
+    g.add_argument("--epochs", type=whole(0, 100_000), default=d.epochs, help="training epochs")
+    g.add_argument("--batch-size", type=whole(1, 65_536), default=d.batch_size, help="batch size")
     g.add_argument("--lr", type=positive, default=d.lr, help="initial learning rate, decays linearly")
     g.add_argument("--seed", type=whole(0), default=d.seed, help="training and data-split seed")
 

@@ -19,6 +19,7 @@ from typing import Any
 import hwlab_runner
 from hwlab_runner.job import Job, job_to_json
 
+from hwlab import jsonfile
 from hwlab.cache import cache_dir
 from hwlab.errors import RunnerError
 from hwlab.inventory import DeviceSpec
@@ -117,6 +118,6 @@ class Deployer:
                 hint=f"check that {device_python(self.device)!r} is Python >= 3.8 with numpy on the device",
             )
         try:
-            return json.loads(done.stdout)
+            return jsonfile.loads(done.stdout)
         except ValueError:
             raise RunnerError(f"the runner's facts were not JSON: {done.stdout[:200]!r}") from None

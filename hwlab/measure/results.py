@@ -7,11 +7,11 @@ result lines to one :class:`ResultSink`; the runner's stream of lines is read by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwlab import jsonfile
 from hwlab.errors import RunnerError
 from hwlab.inventory import DeviceSpec
 from hwlab.measure.anchors import is_anchor
@@ -69,7 +69,7 @@ def read_results(stream: LineStream, sink: ResultSink, keys: Sequence[str], prog
         progress("measure", 0, total, keys[0] if keys else "")
         for line in stream:
             try:
-                result = json.loads(line)
+                result = jsonfile.loads(line)
             except ValueError:
                 raise RunnerError(f"the runner printed a line that is not JSON: {line[:200]!r}") from None
             if sink.append(result) is not None:

@@ -108,6 +108,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
     if proto.ir_version <= 0 or not proto.graph.node:
         raise GraphError(f"{path} is not an ONNX model with a graph (no nodes)", hint=hint)
     folder = path.resolve().parent
+    files: set[Path] = set()
     for tensor in _external_tensors(proto):
         where = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = (folder / where).resolve()
@@ -116,6 +117,11 @@ def read_onnx(path: Path) -> onnx.ModelProto:
                 f"{path}: the external data of {tensor.name!r} is at {where!r}, not a file beside the model",
                 hint="keep a model's external data files in its own folder",
             )
+        files.add(target)
+    total = size + sum(f.stat().st_size for f in files)
+    if total > MAX_MODEL_BYTES:
+        raise GraphError(f"{path} with its external data is {total:,} bytes, more than {MAX_MODEL_BYTES:,}",
+                         hint="pass a CNN's .onnx")  # fmt: skip
     try:
         onnx.load_external_data_for_model(proto, str(folder))
     except Exception as exc:  # noqa: BLE001 - onnx raises several kinds for damaged external data

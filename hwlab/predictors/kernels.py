@@ -7,6 +7,7 @@ pairs fuse is measured per (device, backend) and kept as :class:`FusionRules`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,11 +82,40 @@ class FusionRules:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FusionRules:
-        return cls(
-            frozenset((a, b) for a, b in data["fused"]),
-            float(data["alpha"]),
-            tuple(FusionEvidence(**e) for e in data.get("evidence", [])),
-        )
+        """Rules read back from a file; raises ValueError on anything that is not a category or a finite number."""
+        if not isinstance(data, dict):
+            raise ValueError("fusion rules must be an object")
+        pairs = data["fused"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(c in CATEGORIES for c in p) for p in pairs
+        ):
+            raise ValueError("'fused' must be a list of [category, category] pairs of known categories")
+        evidence = data.get("evidence", [])
+        if not isinstance(evidence, list):
+            raise ValueError("'evidence' must be a list")
+        for e in evidence:
+            if (
+                not isinstance(e, dict)
+                or set(e) - _EVIDENCE_FIELDS
+                or e.get("first") not in CATEGORIES
+                or (e.get("second") not in CATEGORIES)
+            ):
+                raise ValueError(f"evidence {e!r} is not a measured pair of known categories")
+            if not all(_finite_number(e.get(f)) for f in _EVIDENCE_FIELDS - {"first", "second", "overhead_ms"}) or (
+                not _finite_number(e.get("overhead_ms", 0.0))
+            ):
+                raise ValueError(f"evidence {e.get('first')}+{e.get('second')}: times must be finite numbers")
+        alpha = data["alpha"]
+        if not _finite_number(alpha):
+            raise ValueError("'alpha' must be a finite number")
+        return cls(frozenset((a, b) for a, b in pairs), float(alpha), tuple(FusionEvidence(**e) for e in evidence))
+
+
+_EVIDENCE_FIELDS = frozenset(("first", "second", "t_first_ms", "t_second_ms", "t_pair_ms", "overhead_ms"))
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

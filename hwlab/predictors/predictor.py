@@ -79,6 +79,15 @@ def predictor_dir(root: Path, device: str, backend: str) -> Path:
     return inside(Path(root), device, backend)
 
 
+def fitted_backends(root: Path, device: str) -> list[str]:
+    """The backends with a predictor fitted for ``device`` under ``root`` (by folder; each is checked when loaded)."""
+    problem = name_problem(device)
+    if problem:
+        raise PredictorError(f"device {problem}", hint="predictors are found by device and backend name")
+    folder = inside(Path(root), device)
+    return sorted(p.parent.name for p in folder.glob("*/predictor.json") if not name_problem(p.parent.name))
+
+
 class Predictor:
     """A loaded predictor for one (device, backend)."""
 

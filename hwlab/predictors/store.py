@@ -31,14 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from hwlab import __version__
+from hwlab import __version__, jsonfile
 from hwlab.errors import PredictorError
 from hwlab.npzfile import ArrayFileProblem, read_npz
 from hwlab.predictors.kernels import FEATURES, FusionRules
+from hwlab.predictors.regress import FAMILIES as REGRESSOR_FAMILIES
 from hwlab.predictors.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
 
 FORMAT_VERSION = 1
 INDEX = "predictor.json"
+KERNEL_TYPE = re.compile(r"[a-z0-9]+(\+[a-z0-9]+)*")  # categories joined by '+'
+CANDIDATE = re.compile(r"[A-Za-z0-9_.-]{0,64}")  # a regressor's name, e.g. extra_trees-200
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 
@@ -189,6 +192,29 @@ _KERNEL = {
 }  # fmt: skip
 
 
+def _check_optional_numbers(where: str, data: dict[str, Any], keys: Sequence[str]) -> None:
+    for key in keys:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise PredictorError(f"{where}: {key!r} is {value!r}, not a number", hint=_REWRITE)
+
+
+def _check_candidate(where: str, candidate: Any) -> None:
+    """The regressor's hyper-parameters, as regress.CANDIDATES writes them (recorded, shown, never executed)."""
+    _check_fields(f"{where}: candidate", candidate, {"name": str, "family": str})
+    if not CANDIDATE.fullmatch(candidate["name"]) or candidate["family"] not in REGRESSOR_FAMILIES:
+        raise PredictorError(
+            f"{where}: candidate {candidate['name']!r} of family {candidate['family']!r} is not a regressor hwlab"
+            f" fits ({', '.join(REGRESSOR_FAMILIES)})",
+            hint=_REWRITE,
+        )
+    for key in ("n_estimators", "max_depth", "min_samples_leaf"):
+        value = candidate.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise PredictorError(f"{where}: candidate {key!r} is {value!r}, not a count >= 1", hint=_REWRITE)
+    _check_optional_numbers(f"{where}: candidate", candidate, ("learning_rate", "subsample"))
+
+
 def _check_fields(where: str, data: Any, spec: Mapping[str, type | tuple[type, ...]]) -> None:
     if not isinstance(data, dict):
         raise PredictorError(f"{where} must be a JSON object, got {type(data).__name__}", hint=_REWRITE)
@@ -219,8 +245,10 @@ def _read_index(path: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise PredictorError(f"no predictor at {path.parent} ({INDEX} is missing)", hint="train one first") from None
+    except OSError as err:  # a folder, no permission
+        raise PredictorError(f"{path} cannot be read ({err.strerror})", hint=_REWRITE) from None
     try:
-        data = json.loads(raw)
+        data = jsonfile.loads(raw)
     except (UnicodeDecodeError, ValueError) as err:
         raise PredictorError(f"{path} is not valid JSON ({err})", hint=_REWRITE) from None
     if not isinstance(data, dict):
@@ -239,8 +267,29 @@ def _read_index(path: Path) -> dict[str, Any]:
     for name, version in data["libraries"].items():
         if not isinstance(version, str):
             raise PredictorError(f"{path}: the version of library {name!r} is not text", hint=_REWRITE)
+    for kernel_type in [*data["kernel_types"], *data["kernels"], *data["accuracy"]]:
+        if not isinstance(kernel_type, str) or not KERNEL_TYPE.fullmatch(kernel_type):
+            raise PredictorError(f"{path}: {kernel_type!r} is not a kernel type", hint=_REWRITE)
+    if data["features"] != list(FEATURES):
+        raise PredictorError(
+            f"{path}: the predictor takes the features {data['features']}, this hwlab computes {list(FEATURES)}",
+            hint="retrain the predictor with this hwlab",
+        )
     for kernel_type, acc in data["accuracy"].items():
-        _check_fields(f"{path}: accuracy[{kernel_type!r}]", acc, _ACCURACY)
+        where = f"{path}: accuracy[{kernel_type!r}]"
+        _check_fields(where, acc, _ACCURACY)
+        trials = acc.get("candidates", [])
+        if not isinstance(trials, list):
+            raise PredictorError(f"{where}: 'candidates' is not a list", hint=_REWRITE)
+        for trial in trials:
+            _check_fields(f"{where}: a candidate", trial, {"name": str})
+            _check_optional_numbers(f"{where}: candidate", trial, ("rmspe", "within_10"))
+    for kernel_type, entry in data["kernels"].items():
+        where = f"{path}: kernels[{kernel_type!r}]"
+        _check_fields(where, entry, _KERNEL)
+        _check_candidate(where, entry["candidate"])
+        if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
+            raise PredictorError(f"{where}: 'seed' is not a whole number", hint=_REWRITE)
     if not isinstance(data["meta"].get("device", ""), str) or not isinstance(data["meta"].get("backend", ""), str):
         raise PredictorError(f"{path}: meta device and backend must be names", hint=_REWRITE)
     return data
@@ -259,6 +308,8 @@ def _load_ensemble(folder: Path, kernel_type: str, entry: dict[str, Any]) -> Tre
             f"{where}: its arrays file {name} is missing from {folder}; the predictor is incomplete",
             hint="restore the file or retrain the predictor",
         ) from None
+    except OSError as err:
+        raise PredictorError(f"{where}: {path} cannot be read ({err.strerror})", hint=_REWRITE) from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise PredictorError(
             f"{where}: {name} changed since the predictor was saved (sha256 differs)", hint="restore it or retrain"
@@ -323,6 +374,22 @@ class LoadedPredictor:
             return predict_ms(ensemble, X[None, :] if X.ndim == 1 else X)
         except ValueError as err:
             raise PredictorError(f"kernel type {kernel_type!r}: {err}", hint=f"features are {self.features}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``hwlab predictors show --json`` prints: provenance, per-type accuracy, rules, overhead."""
+        return {
+            "folder": str(self.folder),
+            "device": self.meta.get("device"),
+            "hwlab_version": self.hwlab_version,
+            "created": self.created,
+            "trained_with": self.trained_with,
+            "kernel_types": {
+                kt: {"regressor": self.candidates[kt].get("name"), **self.accuracy.get(kt, {})}
+                for kt in self.kernel_types
+            },
+            "rules": self.rules.to_json(),
+            "overhead": self.meta.get("overhead"),
+        }
 
     def summary(self) -> str:
         """A few lines for a terminal: what was trained, with which libraries, how accurate."""

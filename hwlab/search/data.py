@@ -58,16 +58,36 @@ def load_data(source: str | Path = "digits", size: int = 32, val_fraction: float
             raise DataError(f"no data at {path}", hint="give 'digits', a .npz file with x and y, or an image folder")
         images, labels = _read_npz(path) if path.is_file() else _read_folder(path, size)
         name = path.name
+    labels = np.asarray(labels)
+    _check_labels(name, labels)
     x = _to_nchw(images, size)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    y = torch.as_tensor(labels, dtype=torch.long)
     classes = int(y.max()) + 1
-    if (y < 0).any() or len(torch.unique(y)) < 2:
-        raise DataError(f"{name}: labels must be integers 0..C-1 with at least two classes", hint="check y")
     train, val = _stratified_split(y.numpy(), val_fraction, seed)
     mean = x[train].mean(dim=(0, 2, 3), keepdim=True)
     std = x[train].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     x = (x - mean) / std
     return ImageData(x[train], y[train], x[val], y[val], classes, name)
+
+
+def _check_labels(name: str, labels: np.ndarray) -> None:
+    """Labels are the classes 0..C-1, each with an image: a stray label of 10**9 would otherwise become a
+    classifier of a billion outputs, and an empty file a crash deep in training."""
+    if len(labels) < 2:
+        raise DataError(f"{name} holds {len(labels)} labelled images", hint="give at least two classes of images")
+    if labels.min() < 0:
+        raise DataError(f"{name}: label {int(labels.min())} is negative", hint="labels are the classes 0..C-1")
+    present = np.unique(labels)
+    classes = int(labels.max()) + 1
+    if len(present) < 2 or len(present) != classes:
+        seen = set(present.tolist())
+        missing = [c for c in range(min(classes, 10**4)) if c not in seen][:5]
+        raise DataError(
+            f"{name}: labels must be the classes 0..C-1 with an image each and at least two classes; the largest"
+            f" is {classes - 1} but {len(present)} classes have images"
+            + (f" (none for {', '.join(map(str, missing))}...)" if missing else ""),
+            hint="renumber the labels 0..C-1",
+        )
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +118,13 @@ def _read_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     for label, name in enumerate(classes):
         for file in sorted((root / name).iterdir()):
             if file.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(file) as image:
-                    images.append(np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32) / 255.0)
+                try:
+                    with Image.open(file) as image:
+                        pixels = image.convert("RGB").resize((size, size))
+                except (OSError, ValueError, Image.DecompressionBombError) as err:  # not an image, cut short, huge
+                    raise DataError(f"{file} cannot be read as an image ({err})",
+                                    hint="remove or replace the file") from None  # fmt: skip
+                images.append(np.asarray(pixels, dtype=np.float32) / 255.0)
                 labels.append(label)
     if not images:
         raise DataError(f"no images in the class folders of {root}", hint=f"files ending in {IMAGE_SUFFIXES}")

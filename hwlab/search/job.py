@@ -21,6 +21,7 @@ import torch
 from hwlab.errors import DataError
 from hwlab.inventory import DeviceSpec
 from hwlab.measure.settings import MeasureSettings
+from hwlab.names import inside
 from hwlab.profile import Measuring
 from hwlab.progress import Progress
 from hwlab.search.bn import recalibrate_bn
@@ -184,7 +185,8 @@ class SearchRequest:
     @property
     def out_dir(self) -> Path:
         budget = self.plan.constraints.latency_ms
-        return self.out or self.runs_dir / "search" / f"{self.device.name}-{self.backend}-{budget:g}ms-{self.method}"
+        name = f"{self.device.name}-{self.backend}-{budget:g}ms-{self.method}"  # safe names: checked when loaded
+        return self.out or inside(self.runs_dir, "search", name)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwlab import jsonfile
 from hwlab.errors import CorruptTailWarning, MissingKeyError, TableError, TableMismatch
 from hwlab.names import inside, name_problem
 from hwlab.tables.rows import Row, line_problem
@@ -51,7 +52,7 @@ def read_device_list(path: Path, key: str, hint: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonfile.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise TableError(f"cannot read {path}: {err}", hint=hint) from None
     entries = data.get(key) if isinstance(data, dict) else None
@@ -75,7 +76,7 @@ def _read_lines(path: Path, check: Callable[[object], str | None] | None = None)
         try:
             if not raw.endswith(b"\n"):
                 raise ValueError("no line end")
-            line = json.loads(raw)
+            line = jsonfile.loads(raw)
         except ValueError:
             if good + len(raw) < len(data):  # damage before the last line is not a cut-off tail
                 raise TableError(
@@ -173,7 +174,7 @@ class LookupTable:
     def meta(self) -> dict[str, Any]:
         path = self.folder / META
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+            meta = jsonfile.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise TableError(
                 f"no table at {self.folder}", hint="run `hwlab profile` first, or `hwlab tables list`"
@@ -311,6 +312,22 @@ class LookupTable:
         return pd.DataFrame(list(self.rows().values()))
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each fixed condition (null where a source does not say it): what it must be, else why not.
+_FIXED_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "device": lambda v: None if isinstance(v, str) else "a device name",
+    "runtime": lambda v: None if isinstance(v, str) else "a runtime name",
+    "runtime_version": lambda v: None if isinstance(v, str) else "a version text",
+    "threads": lambda v: None if _whole(v) and v >= 1 else "a thread count >= 1",
+    "core_mask": lambda v: (
+        None if isinstance(v, list) and all(_whole(c) and c >= 0 for c in v) else "a list of CPU ids"
+    ),
+}
+
+
 def _meta_problem(meta: object) -> str | None:
     """Why ``meta`` cannot be a table's metadata (None when it can)."""
     if not isinstance(meta, dict):
@@ -318,8 +335,12 @@ def _meta_problem(meta: object) -> str | None:
     version = meta.get("format", FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
         return f"format {version!r} is not one this hwlab reads (up to {FORMAT_VERSION}): upgrade hwlab"
-    if not isinstance(meta.get("fixed", {}), dict):
+    fixed = meta.get("fixed", {})
+    if not isinstance(fixed, dict):
         return "'fixed' (the conditions every row was measured under) is not an object"
+    for key, problem in _FIXED_CHECKS.items():
+        if key in fixed and fixed[key] is not None and problem(fixed[key]):
+            return f"fixed.{key} is {fixed[key]!r}, not {problem(fixed[key])}"
     for key in ("created", "updated", "device", "backend"):
         if key in meta and not isinstance(meta[key], str):
             return f"'{key}' is {type(meta[key]).__name__}, not text"

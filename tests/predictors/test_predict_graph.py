@@ -331,6 +331,32 @@ def test_unreadable_files_are_graph_errors(tmp_path: Path, content: bytes | None
         onnx_kernels(path, NONE)
 
 
+def test_a_tflite_file_is_checked_and_predict_says_it_reads_onnx(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hwlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one print, one line
+    from hwlab.tflitefile import check_tflite
+
+    good = tmp_path / "model.tflite"
+    good.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))  # a FlatBuffer's root offset, then the identifier
+    assert check_tflite(good) == good
+    for name, content in (
+        ("empty.tflite", b""),
+        ("onnx.tflite", b"\x08\x07\x12\x07pytorch"),
+        ("html.tflite", b"<html>"),
+    ):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(GraphError, match="is not a TFLite model"):
+            check_tflite(tmp_path / name)
+    with pytest.raises(GraphError, match="cannot read"):
+        check_tflite(tmp_path / "missing.tflite")
+    assert main(["predict", str(good), "--predictors-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "is a TFLite model; hwlab predicts from ONNX graphs" in err and "fix:" in err
+
+
 def test_an_absurd_input_size_is_refused_before_shape_inference(tmp_path: Path) -> None:
     model = make([helper.make_node("Relu", ["x"], ["y"], name="r")], {"x": [1, 3, 100000, 100000]}, ["y"])
     path = tmp_path / "huge.onnx"

@@ -233,3 +233,19 @@ def test_a_predictor_copied_into_another_devices_folder_is_refused_unless_forced
         Predictor.load("other", "onnxruntime", tmp_path)
     assert "--force" in str(err.value)
     assert Predictor.load("other", "onnxruntime", tmp_path, force=True).loaded.kernel_types
+
+
+def test_backend_all_shows_every_fitted_predictor_of_the_device(
+    tmp_path: Path, regressors: dict[str, FittedRegressor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hwlab.cli import main
+
+    for backend in ("onnxruntime", "litert"):
+        save_predictor(tmp_path / "local" / backend, regressors, RULES, {**META, "backend": backend})
+    (tmp_path / "local" / "stray").mkdir()  # a folder without a predictor is not a backend
+    assert main(["predictors", "show", "--device", "local", "--backend", "all", "--predictors-dir", str(tmp_path),
+                 "--json"]) == 0  # fmt: skip
+    assert [entry["backend"] for entry in json.loads(capsys.readouterr().out)] == ["litert", "onnxruntime"]
+    assert main(["predictors", "show", "--device", "elsewhere", "--backend", "all", "--predictors-dir",
+                 str(tmp_path)]) == 1  # fmt: skip
+    assert "no predictor for 'elsewhere'" in capsys.readouterr().err

@@ -99,6 +99,30 @@ def test_user_data_from_npz_and_image_folder(tmp_path: Path) -> None:
         load_data(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.zeros((0, 8, 8)), np.zeros(0, dtype=int), "holds 0 labelled images"),
+        (np.zeros((4, 8, 8)), np.array([0, 1, 0, 10**9]), "the largest is 1000000000 but 3 classes have images"),
+        (np.zeros((4, 8, 8)), np.array([0, 1, -1, 1]), "label -1 is negative"),
+        (np.zeros((6, 8, 8)), np.zeros(4, dtype=int), "same number of samples"),
+    ],
+)
+def test_inconsistent_data_files_are_refused_before_training(tmp_path: Path, x, y, message) -> None:  # type: ignore[no-untyped-def]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with pytest.raises(DataError, match=message):
+        load_data(tmp_path / "d.npz", size=8)
+
+
+def test_a_file_that_is_not_an_image_is_named(tmp_path: Path) -> None:
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / label / "0.png")
+    (tmp_path / "b" / "1.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"1\.png cannot be read as an image"):
+        load_data(tmp_path, size=8)
+
+
 def test_uniform_path_training_learns_the_digits(digits) -> None:  # type: ignore[no-untyped-def]
     """The point of the supernet: paths never trained as such score well above chance (10%)."""
     with seeded_rng(0):
