@@ -81,7 +81,7 @@ class NoiseReport:
     raw_common_factor: float  # median of second/first raw medians: the runs' common speed difference
     raw_after_common: Agreement  # raw, after dividing out that one common factor
     corrected: Agreement
-    speed_factors: list[float]  # of every group of both runs, against the device's reference
+    state_factors: list[float]  # each group's anchors over the device's reference (geometric mean), both runs
     steal: list[float | None] = field(default_factory=list)  # share of CPU time stolen during each run
     temp_c: list[float] = field(default_factory=list)  # hottest zone seen, per run (empty: unreadable)
     freq_mhz: list[float] = field(default_factory=list)  # lowest mean frequency seen, per run
@@ -89,13 +89,13 @@ class NoiseReport:
     measured_at: str = ""
 
     @property
-    def speed_spread(self) -> float:
-        """Largest over smallest speed factor, minus 1: how far the machine's speed moved between groups."""
-        factors = [f for f in self.speed_factors if f]
+    def state_spread(self) -> float:
+        """Largest over smallest state factor, minus 1: how far the machine's state moved between groups."""
+        factors = [f for f in self.state_factors if f]
         return max(factors) / min(factors) - 1.0 if factors else math.nan
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "speed_spread": None if math.isnan(self.speed_spread) else self.speed_spread}
+        return {**asdict(self), "state_spread": None if math.isnan(self.state_spread) else self.state_spread}
 
     def summary(self) -> str:
         """One line: the ceiling a predictor evaluation is printed beside."""
@@ -191,11 +191,10 @@ def measure_noise(
     finally:
         transport.close()
     raw, common, after_common, corrected, compared = compare(first, second)
-    rows = [*_ok(first).values(), *_ok(second).values()]
     report = NoiseReport(
         device=device.name, backend=backend, models=compared, gap_s=plan.gap_s, raw=raw, raw_common_factor=common,
         raw_after_common=after_common, corrected=corrected,
-        speed_factors=sorted({r["speed_factor"] for r in rows if r.get("speed_factor")}),
+        state_factors=sorted([*first.speed_states, *second.speed_states]),
         steal=[steal_a, steal_b], temp_c=_extremes(first, second, "temp_c", max),
         freq_mhz=_extremes(first, second, "freq_mhz", min), tables=[str(first.table.folder), str(second.table.folder)],
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

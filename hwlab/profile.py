@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
+
 import hwlab
 from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, SpaceError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
@@ -24,7 +26,7 @@ from hwlab.measure.anchors import ANCHORS, anchor_module
 from hwlab.measure.benchmark_model import BenchmarkModelMeasurer
 from hwlab.measure.deploy import Deployer
 from hwlab.measure.facts import device_facts
-from hwlab.measure.jobs import ModelSpec, build_job, model_spec, with_models
+from hwlab.measure.jobs import GraphRule, ModelSpec, build_job, model_spec, with_models
 from hwlab.measure.placement import place
 from hwlab.measure.results import ResultSink
 from hwlab.measure.runner import RunnerMeasurer
@@ -88,6 +90,7 @@ class ProfileRequest:
     lock_wait_s: float = 0.0
     governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
     power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
+    runtime_graph: GraphRule | None = None  # capture what onnxruntime executes (its graph, in-graph node times)
 
     @classmethod
     def of(cls, device: DeviceSpec, backend: str, measuring: Measuring = Measuring(), **fields: Any) -> ProfileRequest:
@@ -110,6 +113,7 @@ class ProfileReport:
     pushed: int = 0
     measurer: str = ""
     speed_note: str | None = None  # this run set the device's reference speed, or why it has no factor
+    speed_states: list[float] = field(default_factory=list)  # per group: its anchors over the reference (mean)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -248,9 +252,11 @@ def _profile_locked(
         facts,
     )
     measurer = measurer_for(device, request.backend)
+    graph = request.runtime_graph if request.backend == "onnxruntime" else None  # the others show no graph
     job = build_job(
-        request.backend, placement, request.settings, device, governor=request.governor, power=request.power
-    )
+        request.backend, placement, request.settings, device, governor=request.governor, power=request.power,
+        runtime_graph=graph,
+    )  # fmt: skip
     measurer.check(job)
     table = LookupTable.at(request.tables_root, request.table_id)
     fixed = {
@@ -270,10 +276,12 @@ def _profile_locked(
     report = ProfileReport(table, request.backend, len(by_key), len(by_key) - len(todo), measurer=measurer.name)
     if not todo:
         return report
-    models = _deployed(todo, request.backend, deployer, progress)
-    job = with_models(job, models, device, anchors=_deployed(anchor_items(), request.backend, deployer, progress))
+    nodes: dict[str, int] = {}
+    models = _deployed(todo, request.backend, deployer, progress, nodes)
+    anchors = _deployed(anchor_items(), request.backend, deployer, progress, nodes)
+    job = with_models(job, models, device, anchors=anchors)
     setting = Setting(request.backend, fixed["runtime_version"], placement.threads, _mask(placement.core_mask))
-    speed = SpeedScale(request.tables_root, device.name, setting, set_by=str(request.table_id))
+    speed = SpeedScale(request.tables_root, device.name, setting, set_by=str(request.table_id), nodes=nodes)
     sink = ResultSink(table, {key: item.fields for key, item in by_key.items()}, device, request.backend, speed)
     try:
         measurer.run(deployer, job, sink, progress)
@@ -281,7 +289,20 @@ def _profile_locked(
         report.measured = sink.rows
         report.pushed = len(deployer.pushed)
         report.speed_note = speed.note
+        report.speed_states = sorted(speed.states.values())
     return report
+
+
+def onnx_node_count(path: str | Path) -> int | None:
+    """The node count of an ONNX file (Constant nodes left out: the runtime folds them); None for another
+    format or a file that cannot be read."""
+    if not str(path).endswith(".onnx"):
+        return None
+    try:
+        nodes = graph_nodes(Path(path).read_bytes())
+    except (OSError, ProtobufError):
+        return None
+    return sum(1 for n in nodes if n["op"] != "Constant") or None
 
 
 def _mask(core_mask: Sequence[int] | None) -> str | None:
@@ -297,13 +318,19 @@ def anchor_items() -> list[ModelItem]:
     return items
 
 
-def _deployed(todo: list[ModelItem], backend: str, deployer: Deployer, progress: Progress) -> list[ModelSpec]:
-    """Export each item (cached) and push it (content-addressed); the job's model entries."""
+def _deployed(
+    todo: list[ModelItem], backend: str, deployer: Deployer, progress: Progress, nodes: dict[str, int]
+) -> list[ModelSpec]:
+    """Export each item (cached) and push it (content-addressed); the job's model entries. ``nodes`` gets each
+    ONNX model's node count (its grain, for the speed scale)."""
     fmt = FORMAT_FOR_RUNTIME[backend]
     models = []
     for i, item in enumerate(todo):
         progress("export", i, len(todo), item.key)
         exported = item.export(fmt)
         models.append(model_spec(item.key, deployer.model(exported.path, exported.sha256), exported.input_shapes))
+        count = onnx_node_count(exported.path)
+        if count:
+            nodes[item.key] = count
     progress("export", len(todo), len(todo), "")
     return models

@@ -24,7 +24,7 @@ def test_two_runs_are_measured_compared_and_stored(tmp_path: Path, capsys: pytes
     assert report["device"] == "local" and report["models"] == 2 and report["gap_s"] == 0
     for kind in ("raw", "raw_after_common", "corrected"):
         assert 0.0 <= report[kind]["within_5"] <= report[kind]["within_10"] <= 1.0
-    assert report["speed_factors"] and report["speed_factors"][0] > 0  # the first run set the reference
+    assert report["state_factors"] and report["state_factors"][0] > 0  # the first run set the reference
     assert len(report["steal"]) == 2 and all(s is None or 0.0 <= s < 1.0 for s in report["steal"])
     first, second = (Path(t) for t in report["tables"])
     assert first.name.endswith("-a") and second.name.endswith("-b") and (first / "ops.jsonl").exists()

@@ -215,8 +215,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
         view.add_row(name, f"{a.within_5:.0%}", f"{a.within_10:.0%}", f"{a.median_abs:.1%}")
     console.print(view)
     console.print(f"raw common factor of the second run: {report.raw_common_factor:.3f}")
-    spread = "-" if not report.speed_factors else f"{report.speed_spread:.1%}"
-    console.print(f"speed factors (every group, both runs): {_floats(report.speed_factors)}; spread {spread}")
+    spread = "-" if not report.state_factors else f"{report.state_spread:.1%}"
+    console.print(f"machine state against the reference (every group, both runs): {_floats(report.state_factors)};"
+                  f" spread {spread}")  # fmt: skip
     steal = [f"{s:.1%}" if s is not None else "unreadable" for s in report.steal]
     console.print(f"CPU steal during each run: {', '.join(steal)}")
     console.print(

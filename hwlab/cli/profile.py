@@ -202,12 +202,12 @@ def _report_json(report: ProfileReport) -> dict[str, Any]:
     }
 
 
-def _speed_factors(rows: list[dict[str, Any]]) -> str:
-    """The job's speed against the device's reference (one per group of rounds): "1.000" or "0.97-1.04"."""
-    factors = sorted({r["speed_factor"] for r in rows if r.get("speed_factor")})
-    if not factors:
+def _speed_factors(states: list[float]) -> str:
+    """The machine's state against the device's reference (per group of rounds, the anchors' mean ratio):
+    "1.000" or "0.97-1.04"."""
+    if not states:
         return "-"
-    return f"{factors[0]:.3f}" if len(factors) == 1 else f"{factors[0]:.3f}-{factors[-1]:.3f}"
+    return f"{states[0]:.3f}" if len(states) == 1 else f"{states[0]:.3f}-{states[-1]:.3f}"
 
 
 def print_summary(console: Console, reports: list[ProfileReport]) -> None:
@@ -228,7 +228,7 @@ def print_summary(console: Console, reports: list[ProfileReport]) -> None:
             f"[red]{len(r.errors)}[/]" if r.errors else "0",
             f"[yellow]{len(r.unstable)}[/]" if r.unstable else "0",
             f"{total_ms:.3f} ms",
-            _speed_factors(r.measured),
+            _speed_factors(r.speed_states),
         )
     console.print(table)
     for r in reports:

@@ -1,11 +1,13 @@
 """The anchor models: a small fixed set, identical on every device, measured in every job.
 
 Why: rounds divide out a job's drift within the job, but two jobs hours apart (kernels
-yesterday, whole models today) each sit on the speed of their own hour. Every job measures the
-same anchors, so each job's speed relative to the device's reference (:mod:`hwlab.measure.speed`)
-is known and divided out. They are three common kinds of work (a dense convolution, a depthwise
-separable block, a fully connected layer) so no single kernel's quirks set the scale; their
-weights come from seeds of their keys, so every host exports the very same files.
+yesterday, whole models today) each sit on the state of their own hour. Every job measures the
+same anchors, so each job's state relative to the device's reference (:mod:`hwlab.measure.speed`)
+is known and divided out. A busy machine slows fine-grained work (many tiny kernels) more than
+coarse work (a few large convolutions), so the anchors span the grains a CNN has: a chain of
+tiny kernels, a small convolution, a depthwise separable block, a fully connected layer and a
+large convolution; no single kernel's quirks set the scale. Their weights come from seeds of
+their keys, so every host exports the very same files.
 """
 
 from __future__ import annotations
@@ -40,12 +42,24 @@ def _dense() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(256, 256), nn.ReLU())
 
 
+def _chain() -> nn.Module:
+    """24 tiny pointwise convolutions: a microsecond each, so dispatch dominates (the finest grain)."""
+    return nn.Sequential(*[layer for _ in range(24) for layer in (nn.Conv2d(8, 8, 1), nn.ReLU())])
+
+
+def _large() -> nn.Module:
+    """One large convolution: a millisecond or more of arithmetic (the coarsest grain)."""
+    return nn.Sequential(nn.Conv2d(48, 48, 3, padding=1), nn.ReLU())
+
+
 ANCHORS = (
     Anchor(f"{ANCHOR_PREFIX}conv3x3-16c-16px", _conv, (1, 16, 16, 16)),
     Anchor(f"{ANCHOR_PREFIX}dwsep-32c-16px", _separable, (1, 32, 16, 16)),
     Anchor(f"{ANCHOR_PREFIX}fc-256", _dense, (1, 256)),
+    Anchor(f"{ANCHOR_PREFIX}chain-24x1x1-8c-8px", _chain, (1, 8, 8, 8)),
+    Anchor(f"{ANCHOR_PREFIX}conv3x3-48c-56px", _large, (1, 48, 56, 56)),
 )
-ANCHOR_SET = "v1:" + ",".join(a.key for a in ANCHORS)  # a reference is only comparable within one set
+ANCHOR_SET = "v2:" + ",".join(a.key for a in ANCHORS)  # a reference is only comparable within one set
 
 
 def is_anchor(key: str) -> bool:

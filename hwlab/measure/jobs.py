@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hwlab_runner.job import InputSpec, Job, JobError, ModelSpec, PowerRule, checked
+from hwlab_runner.job import GraphRule, InputSpec, Job, JobError, ModelSpec, PowerRule, checked
 
 from hwlab.errors import InvalidRequest
 from hwlab.inventory import DeviceSpec
 from hwlab.measure.placement import Placement
 from hwlab.measure.settings import MeasureSettings
 
-__all__ = ["InputSpec", "Job", "ModelSpec", "build_job", "model_spec", "power_rule", "with_models"]
+__all__ = ["GraphRule", "InputSpec", "Job", "ModelSpec", "build_job", "model_spec", "power_rule", "with_models"]
 
 
 def power_rule(wish: str | None, device: DeviceSpec) -> PowerRule | None:
@@ -48,6 +48,7 @@ def build_job(
     *,
     governor: str | None = None,
     power: str | None = None,
+    runtime_graph: GraphRule | None = None,
 ) -> Job:
     """A checked job without models yet: everything a measurer must accept or refuse before any export."""
     job = Job(
@@ -58,6 +59,7 @@ def build_job(
         settings=settings,
         power=power_rule(power, device),
         governor=governor or device.governor,
+        runtime_graph=runtime_graph,
     )
     return _valid(job, device)
 

@@ -48,7 +48,8 @@ class ResultSink:
             result, key, self.fields[key], device=self.device.name, backend=self.backend,
             emulated=self.device.emulated, speed_factor=factor,
         )  # fmt: skip
-        line = self.table.append(row, samples)
+        graph = result.get("runtime_graph") if result.get("status") == "ok" else None
+        line = self.table.append(row, samples, graph if isinstance(graph, dict) else None)
         self.rows.append(line)
         return line
 

@@ -1,17 +1,26 @@
-"""The device's reference speed, and each job's speed against it, from the anchor models.
+"""The device's reference state, and each job's state against it, from the anchor models.
 
 A device's first measuring run (per backend, runtime version, threads, core mask and compute
-device) stores its anchors' medians as the device's reference in
-``<tables>/<device>/speed-reference.json``. Every later job measures the same anchors; the
-median ratio of its anchors to the reference is the job's speed factor, and every figure of
-that job is divided by it, so jobs measured hours apart sit on one scale. The reference is
-never rewritten: a new one starts only for a setting that has none.
+device) stores its anchors' corrected medians as the device's reference in
+``<tables>/<device>/speed-reference.json``. Every later job measures the same anchors in every
+group, and each of its models is moved onto the reference state.
+
+How much a change of the machine's state moves a model depends on its *grain*, its time per executed
+node: measured here, between two jobs minutes apart, a chain of tiny kernels (1 µs a node) ran 2.0x
+slower, a depthwise block 1.7x, an fc 1.5x, a small convolution 1.4x and a large one (1.5 ms) 1.2x, in
+that order, on a line in log(time per node). So a group's anchors, which span the grains a CNN has,
+give that line: log(anchor / reference) = a + b log(reference µs per node), least squares over the
+anchors, and each model is divided by exp(a + b log(its µs per node)), its grain clipped to the
+anchors' range (never extrapolated). Where a model's node count is unknown (a TFLite file), the
+runner's sensitivities are used instead: the shift that moves the reference anchors onto this group's
+(log(anchor / reference) = sensitivity x shift) times the model's own sensitivity (see
+runners/hwlab_runner/rounds.py). The reference is never rewritten: a new one starts only for a setting
+that has none.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -61,12 +70,19 @@ def reference_for(root: Path, device: str, setting: Setting) -> dict[str, Any] |
 
 
 def set_reference(
-    root: Path, device: str, setting: Setting, anchors_us: Mapping[str, float], set_by: str
+    root: Path,
+    device: str,
+    setting: Setting,
+    anchors_us: Mapping[str, float],
+    set_by: str,
+    sensitivities: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Store ``anchors_us`` as the reference of ``setting`` (atomically, beside the device's tables)."""
+    """Store ``anchors_us`` (and their sensitivities) as the reference of ``setting`` (atomically, beside the
+    device's tables)."""
     entry = {
         **asdict(setting),
         "anchors_us": dict(anchors_us),
+        "anchors_sensitivity": dict(sensitivities or {}),
         "set_by": set_by,
         "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -76,11 +92,35 @@ def set_reference(
     return entry
 
 
-def speed_factor(anchors_us: Mapping[str, float], reference_us: Mapping[str, float]) -> float | None:
-    """The median ratio of the anchors to their reference (1.2: this job ran 20 % slow); None with none in common."""
-    logs = [math.log(anchors_us[k] / reference_us[k]) for k in anchors_us.keys() & reference_us.keys()
-            if anchors_us[k] > 0 and reference_us[k] > 0]  # fmt: skip
-    return math.exp(statistics.median(logs)) if logs else None
+def state_shift(
+    anchors_us: Mapping[str, float], reference_us: Mapping[str, float], sensitivity: Mapping[str, float] | None = None
+) -> float | None:
+    """The state that moves the reference anchors onto these (log units; 0.2 at sensitivity 1: 22 % slower):
+    the least-squares fit of log(anchor / reference) = sensitivity x shift, with the anchors'
+    sensitivities in this job (the unit its models' sensitivities are in; 1 where unknown). None with
+    no anchor in common."""
+    pairs = [(math.log(anchors_us[k] / reference_us[k]), (sensitivity or {}).get(k, 1.0))
+             for k in anchors_us.keys() & reference_us.keys() if anchors_us[k] > 0 and reference_us[k] > 0]  # fmt: skip
+    weight = sum(b * b for _, b in pairs)
+    return sum(d * b for d, b in pairs) / weight if pairs and weight > 0 else None
+
+
+def grain_line(
+    anchors_us: Mapping[str, float], reference_us: Mapping[str, float], nodes: Mapping[str, int]
+) -> tuple[float, float, float, float] | None:
+    """(a, b, lowest grain, highest grain) of log(anchor / reference) = a + b grain, grain the log of the
+    reference µs per node, over the anchors with a node count; None with fewer than two distinct grains."""
+    points = [
+        (math.log(reference_us[k] / nodes[k]), math.log(anchors_us[k] / reference_us[k]))
+        for k in anchors_us.keys() & reference_us.keys()
+        if anchors_us[k] > 0 and reference_us[k] > 0 and nodes.get(k, 0) > 0
+    ]
+    if len({round(g, 9) for g, _ in points}) < 2:
+        return None
+    mean_g = sum(g for g, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    b = sum((g - mean_g) * (y - mean_y) for g, y in points) / sum((g - mean_g) ** 2 for g, _ in points)
+    return mean_y - b * mean_g, b, min(g for g, _ in points), max(g for g, _ in points)
 
 
 def anchor_median_us(result: Mapping[str, Any]) -> float | None:
@@ -88,6 +128,12 @@ def anchor_median_us(result: Mapping[str, Any]) -> float | None:
     rounds = result.get("rounds") or {}
     value = rounds.get("corrected_median_us") or (result.get("summary") or {}).get("median_us")
     return float(value) if value else None
+
+
+def sensitivity_of(result: Mapping[str, Any]) -> float:
+    """A line's sensitivity to the machine's state (1 for a block measured alone, or an older runner)."""
+    value = (result.get("rounds") or {}).get("sensitivity")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 1.0
 
 
 @dataclass
@@ -102,27 +148,49 @@ class SpeedScale:
     device: str
     setting: Setting
     set_by: str
+    nodes: dict[str, int] = field(default_factory=dict)  # key -> node count, where known (ONNX models)
     anchors: dict[Any, dict[str, float]] = field(default_factory=dict)  # group -> key -> µs
+    sensitivities: dict[Any, dict[str, float]] = field(default_factory=dict)  # group -> key -> beta
     note: str | None = None  # said once: this run set the reference, or why there is no factor
+    states: dict[Any, float] = field(default_factory=dict)  # group -> geometric mean of anchor / reference
     _reference: dict[str, Any] | None = field(default=None, repr=False)  # read once, then kept
 
     def add_anchor(self, result: Mapping[str, Any]) -> None:
         value = anchor_median_us(result) if result.get("status") == "ok" else None
         if value is not None:
             self.anchors.setdefault(_group(result), {})[str(result["key"])] = value
+            self.sensitivities.setdefault(_group(result), {})[str(result["key"])] = sensitivity_of(result)
 
     def factor_for(self, result: Mapping[str, Any]) -> float | None:
-        """The speed factor of the group ``result`` belongs to (None: no anchor of it was measured)."""
-        measured = self.anchors.get(_group(result))
+        """The factor ``result`` is divided by: exp(a + b x its grain) of its group's grain line, or
+        exp(its sensitivity x its group's shift) where its grain is unknown; None when no anchor of its
+        group was measured."""
+        group = _group(result)
+        measured = self.anchors.get(group)
         if not measured:
             self.note = "no anchor was measured with these models: figures are not on the device's reference scale"
             return None
         if self._reference is None:
             self._reference = reference_for(self.root, self.device, self.setting)
         if self._reference is None:
-            self._reference = set_reference(self.root, self.device, self.setting, measured, self.set_by)
+            self._reference = set_reference(self.root, self.device, self.setting, measured, self.set_by,
+                                            self.sensitivities.get(group))  # fmt: skip
             self.note = f"this run set the reference speed of {self.device} for this setting"
-        return speed_factor(measured, self._reference["anchors_us"])
+        reference = self._reference["anchors_us"]
+        if group not in self.states:
+            ratios = [math.log(measured[k] / reference[k]) for k in measured.keys() & reference.keys()]
+            if ratios:
+                self.states[group] = math.exp(sum(ratios) / len(ratios))
+        key, value = str(result.get("key")), anchor_median_us(result)
+        line = grain_line(measured, reference, self.nodes)
+        if line is not None and self.nodes.get(key, 0) > 0 and value:
+            a, b, low, high = line
+            # Its grain on the reference scale, where the anchors' are: log(value / nodes) = grain + a + b grain.
+            today = math.log(value / self.nodes[key])
+            grain = (today - a) / (1.0 + b) if b > -0.9 else today
+            return math.exp(a + b * min(max(grain, low), high))
+        shift = state_shift(measured, reference, self.sensitivities.get(group))
+        return None if shift is None else math.exp(sensitivity_of(result) * shift)
 
 
 def _group(result: Mapping[str, Any]) -> Any:

@@ -5,8 +5,9 @@ shapes, a kernel's features) and then the same provenance and statistics columns
 for every row of every table, null where unknown, so ``pandas.read_json`` of any
 table sees one schema. A runner result line becomes a row here, in one place.
 
-``median_ms`` is the figure everything uses: the raw median divided by the rounds'
-factors and by the job's speed factor (``correction`` says which applied), beside
+``median_ms`` is the figure everything uses: the raw median with the rounds' states
+divided out, then the job's shift against the device's reference state, as much as this
+model's ``sensitivity`` makes it follow (``speed_factor``; ``correction`` says which applied), beside
 ``raw_median_ms``. The other summary columns (p10, p90, IQR, mean, std, min) are of
 the raw samples. A row of an older table has no ``correction``: its median is raw.
 """
@@ -56,7 +57,8 @@ class Row:
     n: int | None = None
     median_ms: float | None = None  # corrected (rounds and anchors) when ``correction`` says so, else raw
     raw_median_ms: float | None = None  # the median of the raw samples, as timed
-    speed_factor: float | None = None  # the job's speed against the device's reference (1.1: 10 % slow)
+    speed_factor: float | None = None  # what the machine's state did to this model against the device's reference
+    sensitivity: float | None = None  # how strongly this model follows the machine's state (anchors' mean: 1)
     schedule: str | None = None  # "rounds" (interleaved with the job's other models) or "single" (one block)
     rounds: int | None = None
     correction: str | None = None  # what median_ms has been corrected for: "rounds+anchors", "anchors", ...
@@ -166,6 +168,7 @@ def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, 
         "median_ms": _ms(median),
         "raw_median_ms": _ms(raw),
         "speed_factor": round(speed_factor, 6) if speed_factor else None,
+        "sensitivity": rounds.get("sensitivity") if rounds else None,
         "schedule": result.get("schedule", "single"),
         "rounds": rounds.get("n") if rounds else None,
         "correction": "+".join(applied) or "none",

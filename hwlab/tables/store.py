@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 ROWS = "ops.jsonl"
 SAMPLES = "samples.jsonl"
 ANCHORS = "anchors.jsonl"  # the anchor lines of every job that filled the table, as the device sent them
+GRAPHS = "graphs.jsonl"  # what the runtime executed for each model, where the job captured it
 META = "meta.json"
 
 
@@ -160,6 +161,7 @@ class LookupTable:
         self.folder = Path(folder)
         self._rows: dict[str, dict[str, Any]] | None = None
         self._samples: dict[str, dict[str, Any]] | None = None
+        self._graphs: dict[str, dict[str, Any]] | None = None
 
     @classmethod
     def at(cls, root: Path, table: TableId) -> LookupTable:
@@ -210,7 +212,7 @@ class LookupTable:
             meta = {**self.meta(), **meta, "fixed": fixed}
         else:
             meta = {**meta, "fixed": fixed, "created": _now()}
-        for name in (ROWS, SAMPLES):
+        for name in (ROWS, SAMPLES, GRAPHS):
             _, good = _read_lines(self.folder / name)
             _repair_tail(self.folder / name, good)
         self.write_meta({**meta, "updated": _now()})
@@ -242,11 +244,17 @@ class LookupTable:
     def keys(self, status: str | None = None) -> set[str]:
         return {k for k, r in self.rows().items() if status is None or r.get("status") == status}
 
-    def append(self, row: Row, samples: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Persist one row (and its raw samples first, so a row never lacks them); returns the line written."""
+    def append(
+        self, row: Row, samples: dict[str, Any] | None = None, runtime_graph: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Persist one row (its raw samples and runtime graph first, so a row never lacks them); returns the
+        line written."""
         line = row.to_json()
         if samples is not None:
             _append_line(self.folder / SAMPLES, {"key": row.key, **samples})
+        if runtime_graph is not None:
+            _append_line(self.folder / GRAPHS, {"key": row.key, **runtime_graph})
+            self._graphs = None
         _append_line(self.folder / ROWS, line)
         if self._rows is not None:
             self._rows[row.key] = line
@@ -279,6 +287,12 @@ class LookupTable:
         if key not in self._samples:
             raise MissingKeyError(f"no raw samples for {key!r} in {self.folder}", hint="profile it again")
         return self._samples[key]
+
+    def runtime_graphs(self) -> dict[str, dict[str, Any]]:
+        """What the runtime executed, by key (the latest capture of each): its nodes, their in-graph times."""
+        if self._graphs is None:
+            self._graphs = {line["key"]: line for line in _read_lines(self.folder / GRAPHS)[0]}
+        return self._graphs
 
     def lookup(self, key: str) -> dict[str, Any]:
         """The row of an op; a key the table lacks is an error that names it, never a silent 0."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 import numpy as np
 
 from .gpu import CudaEventTimer, DeviceUnavailable, ort_cuda, torch_cuda
+from .runtime_graph import GraphRule, capture_onnxruntime
 
 if TYPE_CHECKING:
     from .job import InputSpec
@@ -130,6 +131,16 @@ class Backend:
     def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
         raise NotImplementedError
 
+    def runtime_graph(
+        self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int, rule: GraphRule
+    ) -> dict[str, Any]:
+        """What the runtime executes for this model (see runtime_graph.py); a runtime that shows nothing says so."""
+        raise RuntimeGraphUnavailable(f"{self.name} does not show the graph it executes to a Python caller")
+
+
+class RuntimeGraphUnavailable(RuntimeError):
+    """The runtime cannot say which kernels it runs (the host then keeps its measured fusion rules)."""
+
 
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime, sequential execution, ``threads`` intra-op threads.
@@ -154,11 +165,7 @@ class OnnxRuntimeBackend(Backend):
     def load(self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int = 0, device: str = "cpu") -> Loaded:
         self.check_device(device)
         ort = self.module()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options = self._options(threads)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(path, sess_options=options, providers=providers)
         used = list(session.get_providers())
@@ -182,6 +189,25 @@ class OnnxRuntimeBackend(Backend):
         for output in session.get_outputs():
             binding.bind_output(output.name, "cpu")
         return Loaded(lambda: session.run_with_iobinding(binding), info={"providers": used, "io": "binding"})
+
+    def _options(self, threads: int) -> Any:
+        """The session options every measurement uses (and the runtime graph's capture, to see the same graph)."""
+        ort = self.module()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        return options
+
+    def runtime_graph(
+        self, path: str, inputs: Sequence[InputSpec], threads: int, seed: int, rule: GraphRule
+    ) -> dict[str, Any]:
+        ort = self.module()
+        names = [i.name for i in ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()]
+        _check_count(path, len(names), len(inputs))
+        feeds = dict(zip(names, make_inputs(inputs, seed)))
+        return capture_onnxruntime(ort, path, lambda: self._options(threads), feeds, rule)
 
 
 class LiteRTBackend(Backend):

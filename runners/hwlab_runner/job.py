@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from . import PROTOCOL_VERSION
 from .backends import BACKENDS
 from .rounds import RoundRule
+from .runtime_graph import GraphRule
 from .timing import StopRule, Warmup
 
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -92,6 +93,7 @@ class Job:
     power: PowerRule | None = None
     governor: str | None = None
     device: str = "cpu"
+    runtime_graph: GraphRule | None = None  # capture what the runtime executes, after each model's measurement
     base_dir: str = "."
     protocol: int = PROTOCOL_VERSION
 
@@ -174,6 +176,10 @@ _ROUNDS_CHECKS = {
     "visit_min_samples": lambda v, w: _int(v, w, 1),
     "visit_warmup": lambda v, w: _int(v, w, 0),
     "group_size": lambda v, w: _int(v, w, 1),
+}
+_GRAPH_CHECKS = {
+    "runs": lambda v, w: _int(v, w, 1),
+    "warmup": lambda v, w: _int(v, w, 0),
 }
 _COOLDOWN_CHECKS = {
     "max_temp_c": _optional(lambda v, w: _number(v, w, minimum=-273.15)),
@@ -267,6 +273,11 @@ def _rounds(value: Any) -> RoundRule | None:
     return rule
 
 
+def _runtime_graph(value: Any) -> GraphRule | None:
+    """null (nothing captured) or an object whose missing keys keep their defaults."""
+    return None if value is None else _rule(GraphRule, value, "runtime_graph", _GRAPH_CHECKS)
+
+
 def _anchors(value: Any, models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
     if value is None or value == []:
         return ()
@@ -338,6 +349,7 @@ def parse_job(data: Any, base_dir: str = ".") -> Job:
         power=_power(data.get("power")),
         governor=_governor(data.get("governor")),
         device=_device(data.get("device", "cpu"), runtime),
+        runtime_graph=_runtime_graph(data.get("runtime_graph")),
         base_dir=base_dir,
     )
 
@@ -388,6 +400,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "power": _power_to_json(job.power),
         "governor": job.governor,
         "device": job.device,
+        "runtime_graph": _fields_of(job.runtime_graph) if job.runtime_graph is not None else None,
         "models": [_model_to_json(m) for m in job.models],
         "anchors": [_model_to_json(m) for m in job.anchors],
     }
@@ -410,6 +423,7 @@ def _power_to_json(rule: PowerRule | None) -> dict[str, Any] | None:
 
 __all__ = [
     "Cooldown",
+    "GraphRule",
     "InputSpec",
     "Job",
     "JobError",

@@ -1,12 +1,26 @@
 """Interleaved rounds: every model of a group visited once per round, in a seeded order, and the
-machine's common speed of each round divided out.
+machine's changing state of each round divided out.
 
-Why: a machine's speed drifts as a whole (host frequency, shared caches), so a model measured
-alone in one block carries the speed of its moment, and a narrow CI within that block says
-nothing about a rerun. Visiting every model once per round puts the same speed on all of them
-within a round; a multiplicative model, latency[model, round] = model x round x noise, fitted by
-Tukey's median polish on log latencies, estimates each round's factor from all the models and
-divides it out. What is left between rounds is what a rerun would see, and the CI says so.
+Why: a machine's speed drifts (host frequency, a busy sibling hyperthread, shared caches), so a
+model measured alone in one block carries the state of its moment, and a narrow CI within that
+block says nothing about a rerun. Visiting every model once per round puts the same state on all
+of them within a round, and the state of each round is estimated from all the models and divided
+out. What is left between rounds is what a rerun would see, and the CI says so.
+
+The drift is not one common factor: on a VM whose sibling thread is busy now and then, a model of
+many tiny kernels (a dispatch-bound SPOS net at 32x32) slows down twice as much as one of a few
+large convolutions. So each round has a *state* x_r and each model a *sensitivity* beta_m to it,
+a rank-one model on log latencies (Tukey's median polish is the case beta = 1, and starts it):
+
+    log visit[m, r] = mu_m + beta_m * x_r + noise
+
+fitted by alternating robust steps, starting from the median polish (x_r: the median over models
+of the residual per unit of sensitivity; beta_m: the Theil-Sen slope of the model's visits on the
+states, shrunk towards 1 when the states barely moved). The states have median 0 (a model's
+corrected median is its latency in the group's median state) and the sensitivities mean 1 over
+the job's anchors when the group holds them (else median 1), so states of different jobs are in
+the same unit and the host can put jobs hours apart on one scale through the anchors
+(hwlab/measure/speed.py).
 
 The clock is injectable, as in :mod:`hwlab_runner.timing`, so a simulated clock with a known
 drift gives exact expected figures.
@@ -71,13 +85,14 @@ class Member:
 
 @dataclass(frozen=True)
 class Corrected:
-    """One model's figures after the rounds' factors are divided out (µs)."""
+    """One model's figures after the rounds' states are divided out (µs)."""
 
     median_us: float
     ci_low_us: float
     ci_high_us: float
     ci_rel: float
     spread_rel: float  # sd of one round's corrected log latency: what one more visit would see
+    sensitivity: float = 1.0  # beta: how strongly the model follows the rounds' states
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ class RoundsResult:
 
     members: dict[str, Member]
     order: list[list[str]]  # the visiting order of each round
-    factors: list[float]  # per round; their median is 1
+    factors: list[float]  # per round, exp(state): their median is 1
     corrected: dict[str, Corrected]
     stop_reason: str
     time_s: float
@@ -140,8 +155,63 @@ def _robust_sd(deviations: np.ndarray) -> float:
     return float(np.std(np.clip(deviations, -bound, bound), ddof=1))
 
 
-def correct(visit_us: dict[str, Sequence[float]], confidence: float = 0.95) -> tuple[list[float], dict[str, Corrected]]:
-    """The rounds' factors (median 1) and each model's corrected median with its between-round CI.
+# A slope is shrunk towards the prior "sensitivity 1" (sd PRIOR_SD) by how well the rounds tell it: its
+# variance is the row's residual variance over the states' spread. While the machine barely moves (a quiet
+# minute, states within ±1%) a slope is noise over a tiny gap (one came out at 16 here): it stays near 1;
+# over real swings, or without noise, the rounds tell it. States within QUIET_STATE tell nothing at all.
+PRIOR_SD = 0.3
+QUIET_STATE = 0.005
+SENSITIVITY_RANGE = (0.1, 3.0)  # never beyond: a factor exp(beta * shift) must stay a correction
+FIT_ITERATIONS = 5
+MIN_SENSITIVITY = 0.25  # models below it do not vote on a round's state (dividing by ~0 amplifies noise)
+MIN_STATE_GAP = 1e-3  # rounds closer in state than this give no slope
+
+
+def _slope(d: np.ndarray, x: np.ndarray) -> float:
+    """Theil-Sen: the median slope over all pairs of rounds, so one disturbed visit cannot tilt it; shrunk
+    towards 1 when the states barely moved (then no slope can be told)."""
+    i, j = np.triu_indices(len(x), k=1)
+    gap = x[j] - x[i]
+    usable = np.abs(gap) > MIN_STATE_GAP
+    if not usable.any():
+        return 1.0
+    raw = float(np.median((d[j] - d[i])[usable] / gap[usable]))
+    residual = d - raw * x
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    told = float(x @ x)
+    weight = told / (told + noise**2 / PRIOR_SD**2 + len(x) * QUIET_STATE**2)
+    return float(np.clip(weight * raw + (1.0 - weight), *SENSITIVITY_RANGE))
+
+
+def fit_states(log_visits: np.ndarray, scale_rows: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu per model, beta per model, x per round) of the rank-one model in the module doc, for a
+    models x rounds table of log visit times. ``scale_rows`` (the anchors) set the unit of the states:
+    their mean sensitivity is 1 (without them, the median sensitivity is)."""
+    y = np.asarray(log_visits, dtype=float)
+    beta = np.ones(y.shape[0])
+    if y.shape[0] < 2 or y.shape[1] < 2:
+        return np.median(y, axis=1), beta, np.zeros(y.shape[1])
+    overall, rows, x = median_polish(y)  # beta = 1: the starting point
+    mu = overall + rows
+    for _ in range(FIT_ITERATIONS):
+        beta = np.array([_slope(row, x) for row in y])
+        unit = float(np.mean(beta[list(scale_rows)])) if len(scale_rows) else float(np.median(beta))
+        if unit > 1e-6:
+            beta, x = beta / unit, x * unit
+        mu = np.median(y - beta[:, None] * x[None, :], axis=1)
+        voters = beta >= MIN_SENSITIVITY
+        if voters.any():
+            x = np.median((y - mu[:, None])[voters] / beta[voters, None], axis=0)
+            x -= float(np.median(x))
+        mu = np.median(y - beta[:, None] * x[None, :], axis=1)
+    return mu, beta, x
+
+
+def correct(
+    visit_us: dict[str, Sequence[float]], confidence: float = 0.95, anchors: Sequence[str] = ()
+) -> tuple[list[float], dict[str, Corrected]]:
+    """The rounds' factors (exp of the states, median 1) and each model's corrected median with its
+    between-round CI and sensitivity. ``anchors``: the keys whose mean sensitivity sets the unit.
 
     With one round, or one model, nothing can be told apart: the factors are 1 and the CI is
     unbounded (a lone model's drift is its own latency).
@@ -149,11 +219,8 @@ def correct(visit_us: dict[str, Sequence[float]], confidence: float = 0.95) -> t
     keys = list(visit_us)
     matrix = np.log(np.array([visit_us[k] for k in keys], dtype=float))
     n_rounds = matrix.shape[1]
-    if len(keys) >= 2:
-        _, _, cols = median_polish(matrix)
-    else:
-        cols = np.zeros(n_rounds)
-    corrected_log = matrix - cols[None, :]
+    _, beta, x = fit_states(matrix, [i for i, k in enumerate(keys) if k in set(anchors)])
+    corrected_log = matrix - beta[:, None] * x[None, :]
     t = _t_quantile(confidence, n_rounds - 1)
     out: dict[str, Corrected] = {}
     for i, key in enumerate(keys):
@@ -164,8 +231,8 @@ def correct(visit_us: dict[str, Sequence[float]], confidence: float = 0.95) -> t
         median = math.exp(centre)
         low, high = (median * math.exp(-half), median * math.exp(half)) if math.isfinite(half) else (0.0, math.inf)
         ci_rel = (high - low) / 2.0 / median if math.isfinite(high) else math.inf
-        out[key] = Corrected(median, low, high, ci_rel, spread)
-    return [math.exp(c) for c in cols], out
+        out[key] = Corrected(median, low, high, ci_rel, spread, float(beta[i]))
+    return [math.exp(v) for v in x], out
 
 
 def _visit(member: Member, rule: RoundRule, block_min_time_s: float, clock: Clock) -> float:
@@ -197,10 +264,12 @@ def measure_rounds(
     seed: int,
     clock: Clock = time.perf_counter_ns,
     on_round: Callable[[int], object] | None = None,
+    anchors: Sequence[str] = (),
 ) -> RoundsResult:
     """Visit every member once per round, each round in an order drawn from ``seed``, until ``rule`` stops.
 
-    ``on_round(n)`` runs before round n (from 1): a simulated machine sets its speed there.
+    ``on_round(n)`` runs before round n (from 1): a simulated machine sets its speed there. ``anchors``:
+    the members whose sensitivities set the unit of the states (see the module doc).
 
     A member whose call fails gets its ``error`` and leaves the group; the others go on and the
     factors are fitted on the members that finished every round.
@@ -228,7 +297,7 @@ def measure_rounds(
         if not alive:
             reason = "error"
             break
-        factors, corrected = correct(alive, rule.confidence)
+        factors, corrected = correct(alive, rule.confidence, anchors)
         if (
             n >= rule.min_rounds
             and rule.ci_rel is not None

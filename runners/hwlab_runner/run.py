@@ -293,6 +293,8 @@ def _run_models(
             else:
                 line["cooldown_s"] = _cool_down(job, setup)
                 measure_model(job, model, backend, line, setup)
+                if not anchor:
+                    _capture_graph(job, model, backend, line, setup)
         except Exception as e:
             _failed(line, model.key, e)
         failures += line["status"] != "ok" and not anchor
@@ -340,15 +342,37 @@ def _run_group(
                 _failed(line, model.key, e)
         for line in lines.values():
             _state_before(line, setup)
-        result = measure_rounds(members, rule, job.settings.block_min_time_s, seed) if members else None
+        anchors = [m.key for m in job.anchors]
+        result = (
+            measure_rounds(members, rule, job.settings.block_min_time_s, seed, anchors=anchors) if members else None
+        )
     wall_time_s = round(time.perf_counter() - start, TIME_DIGITS)
     for key, line in lines.items():
         _state_after(line, setup)
         if result is not None and key in members:
             _round_result(line, key, result, index, seed, rule.confidence)
         line["wall_time_s"] = wall_time_s
+    for model in models:  # after every model of the group was timed: the capture never overlaps a measurement
+        _capture_graph(job, model, backend, lines[model.key], setup)
+    for line in lines.values():
         write(line)
     return sum(lines[m.key]["status"] != "ok" for m in models)
+
+
+def _capture_graph(job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup) -> None:
+    """The runtime graph of a model measured without error, when the job asks (see runtime_graph.py); a
+    capture that fails is said in the line, and the measurement stands."""
+    if job.runtime_graph is None or line.get("status") != "ok":
+        return
+    if job.device != "cpu":
+        line["runtime_graph"] = {"error": "the runtime graph is captured on the CPU only"}
+        return
+    try:
+        line["runtime_graph"] = backend.runtime_graph(
+            job.model_path(model), model.inputs, setup.threads, job.settings.seed, job.runtime_graph
+        )
+    except Exception as e:  # noqa: BLE001 - a capture that fails is a note on a good measurement
+        line["runtime_graph"] = {"error": _error_text(e)}
 
 
 def _round_result(
@@ -381,5 +405,6 @@ def _round_result(
             "ci_high_us": round(corrected.ci_high_us, SAMPLE_DIGITS) if math.isfinite(corrected.ci_high_us) else None,
             "ci_rel": round(corrected.ci_rel, 6) if math.isfinite(corrected.ci_rel) else None,
             "spread_rel": round(corrected.spread_rel, 6) if math.isfinite(corrected.spread_rel) else None,
+            "sensitivity": round(corrected.sensitivity, 6),
         },
     )

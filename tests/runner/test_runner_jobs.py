@@ -62,7 +62,7 @@ def affinity() -> list[int]:
 def start(folder: Path, name: str, job: dict, sysfs: Path | None = None) -> subprocess.Popen:
     full = {"protocol": 3, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
     (folder / name).write_text(json.dumps(full))
-    env = dict(os.environ, PYTHONPATH=RUNNERS)
+    env = dict(os.environ, PYTHONPATH=RUNNERS, PYTHONFAULTHANDLER="1")
     env.pop("HWLAB_RUNNER_SYSFS_ROOT", None)
     if sysfs is not None:
         env["HWLAB_RUNNER_SYSFS_ROOT"] = str(sysfs)
@@ -176,7 +176,12 @@ def test_sigterm_mid_job_restores_the_governor(folder, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)  # mid-job: the model takes 60 s (no CI rule) and has not finished
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # where it hangs: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"the runner ignored SIGTERM for 60 s:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

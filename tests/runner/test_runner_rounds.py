@@ -45,6 +45,37 @@ def test_a_known_drift_is_divided_out_exactly() -> None:
         assert member.block == 1 and member.warmup_count == 5 * RULE.visit_warmup
 
 
+def test_each_model_is_corrected_by_its_own_sensitivity_to_the_state() -> None:
+    """A busy machine slows a model of tiny kernels (sensitivity 2) twice as much, in log terms, as the
+    anchors (1); a large convolution (0.5) half as much. Each model's corrected median is its time in
+    the group's median state, exactly, and its sensitivity is recovered in the anchors' unit."""
+    speeds = [1.0, 1.25, 0.8, 1.5, 1.1, 0.9, 1.2]  # median 1.1
+    models = {"anchor:a": (1000, 1.0), "fine": (3000, 2.0), "coarse": (7000, 0.5), "anchor:b": (20000, 1.0)}
+    machine = Machine(speeds)
+    members = {key: Member(machine.model(base, beta)) for key, (base, beta) in models.items()}
+    rule = RoundRule(min_rounds=7, max_rounds=7, ci_rel=None, visit_min_time_s=1e-5, visit_warmup=1)
+    result = measure_rounds(members, rule, 1e-6, 0, clock=machine.clock, on_round=machine.on_round,
+                            anchors=["anchor:a", "anchor:b"])  # fmt: skip
+    assert result.factors == pytest.approx([s / 1.1 for s in speeds], rel=1e-9)
+    for key, (base, beta) in models.items():
+        corrected = result.corrected[key]
+        assert corrected.median_us == pytest.approx(base * 1.1**beta / 1000, rel=1e-4)  # a call is whole ns
+        assert corrected.sensitivity == pytest.approx(beta, rel=5e-3)
+        assert corrected.spread_rel < 2e-3
+    # One common factor (median polish) leaves the fine model's extra swings between rounds:
+    table = [[math.log(v) for v in result.members[k].visit_us] for k in models]
+    _, _, states = median_polish(table)  # type: ignore[arg-type]
+    fine = [v - s for v, s in zip(table[1], states, strict=True)]
+    assert max(fine) - min(fine) > 0.3
+
+
+def test_a_quiet_machine_leaves_every_sensitivity_at_one() -> None:
+    visits = {k: [b * s for s in (1.0, 1.0001, 0.9999, 1.0, 1.0)] for k, b in BASES.items()}
+    visits["a"][1] *= 1.0003  # a little noise where the state hardly moves: no slope can be told
+    _, corrected = correct(visits)
+    assert all(c.sensitivity == pytest.approx(1.0, abs=0.2) for c in corrected.values())
+
+
 def test_visiting_order_is_seeded_and_reproducible() -> None:
     first, again, other = run_rounds(SPEEDS, seed=7), run_rounds(SPEEDS, seed=7), run_rounds(SPEEDS, seed=8)
     assert first.order == again.order != other.order

@@ -1,4 +1,4 @@
-"""A simulated machine whose speed changes by round: drift with known, exact figures."""
+"""A simulated machine whose state changes by round: drift with known, exact figures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 class Machine:
     """A simulated machine: each call of a model advances the clock by its base time times the speed of
-    the current round, so every timing is an exact integer number of nanoseconds."""
+    the current round raised to the model's sensitivity (2: a model of tiny kernels, which a busy
+    machine slows twice as much in log terms), so every timing is an exact integer number of nanoseconds."""
 
     def __init__(self, speeds: list[float]) -> None:
         self.now = 0
@@ -17,9 +18,9 @@ class Machine:
     def clock(self) -> int:
         return self.now
 
-    def model(self, base_ns: int) -> Callable[[], None]:
+    def model(self, base_ns: int, sensitivity: float = 1.0) -> Callable[[], None]:
         def run() -> None:
-            self.now += round(base_ns * self.speed)
+            self.now += round(base_ns * self.speed**sensitivity)
 
         return run
 
