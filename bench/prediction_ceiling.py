@@ -8,7 +8,7 @@
    (minus the runtime's fixed cost per kernel, plus a per-model term fitted on the calibration models). No
    kernel regressor, however accurate, does better than the kernels' own measurements.
 
-    .venv/bin/python bench/prediction_ceiling.py [--spos 100] [--per-family 34]
+    .venv/bin/python bench/prediction_ceiling.py [--spos 100] [--per-family 25]
         [--tables-dir DIR] [--predictors-dir DIR]
 
 Run bench/predictor_accuracy.py first, with the same folders: it fits the predictor (whose fusion rules split
@@ -29,6 +29,7 @@ from hwlab.predictors.dataset import distinct_kernels, onnx_path
 from hwlab.predictors.evaluate import Scores, held_out_models
 from hwlab.predictors.extract import kernel_models
 from hwlab.predictors.predictor import Predictor
+from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES
 from hwlab.predictors.train import FitPlan, calibration_models, fit_overhead, model_item
 from hwlab.profile import ProfileRequest, profile
 from hwlab.tables import LookupTable
@@ -47,7 +48,7 @@ def line(name: str, group: str, predicted: np.ndarray, truth: np.ndarray) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spos", type=int, default=100, help="held-out SPOS architectures")
-    parser.add_argument("--per-family", type=int, default=34, help="held-out models per zoo family (3 families)")
+    parser.add_argument("--per-family", type=int, default=25, help="held-out models per zoo family (4 families)")
     parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
     parser.add_argument("--predictors-dir", type=Path, default=Path("bench-out/predictors"))
     args = parser.parse_args()
@@ -57,7 +58,7 @@ def main() -> None:
     base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="models",
                           tables_root=args.tables_dir, settings=plan.model_settings)  # fmt: skip
     calibration = calibration_models(plan, plan.seed + 1)
-    held = held_out_models(plan, args.spos, args.per_family, seed=1000)
+    held = held_out_models(plan, args.spos, args.per_family, seed=1000, spos_shapes=DEFAULT_SPOS_SHAPES[:2])
     first = rows_of(profile(replace(base, specs=[model_item(m) for m in [*calibration, *held]],
                                     table_name="models")).table.folder)  # fmt: skip
     second = rows_of(profile(replace(base, specs=[model_item(m) for m in held],

@@ -5,8 +5,11 @@ architectures and zoo models end to end, and prints RMSE, RMSPE and the share
 within ±5% / ±10% for FLOPs-linear, lookup-table sum and hwlab side by side, then
 the fast path's predictions per second on SPOS architectures.
 
-    .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 34]
-        [--tables-dir DIR] [--predictors-dir DIR]
+    .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 25]
+        [--held-out-spaces 32,0.25,1,10 64,1.0] [--tables-dir DIR] [--predictors-dir DIR]
+
+The ceiling printed last is the device's stored noise floor (``hwlab doctor --noise``): two measurements of
+the same models agree no better, so no prediction can.
 """
 
 from __future__ import annotations
@@ -17,21 +20,41 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.noise import noise_ceiling
 from hwlab.predictors.evaluate import evaluate
 from hwlab.predictors.fastpath import SposLatencyTable
+from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.train import FitPlan, fit_predictor
 from hwlab.profile import ProfileRequest
+
+# The figures' held-out SPOS spaces: the search's default (32x32, width 0.25) and 64x64 at width 1.
+HELD_OUT_SHAPES = DEFAULT_SPOS_SHAPES[:2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spos", type=int, default=100, help="held-out SPOS architectures")
-    parser.add_argument("--per-family", type=int, default=34, help="held-out models per zoo family (3 families)")
-    parser.add_argument("--spos-models", type=int, default=16, help="SPOS training architectures")
+    parser.add_argument("--per-family", type=int, default=25, help="held-out models per zoo family (4 families)")
+    parser.add_argument("--spos-models", type=int, default=6, help="SPOS training architectures per fitted space")
     parser.add_argument("--family-models", type=int, default=10, help="training models per family")
     parser.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
+    parser.add_argument(
+        "--held-out-spaces",
+        type=SposShape.parse,
+        nargs="+",
+        default=list(HELD_OUT_SHAPES),
+        metavar="SIZE,WIDTH[,STRIDE[,CLASSES]]",
+        help="SPOS spaces of the held-out architectures",
+    )
+    parser.add_argument(
+        "--no-lut-sum",
+        action="store_true",
+        help="skip the lookup-table-sum baseline (it measures"
+        " every op of every held-out model alone: the longest part)",
+    )
     parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
     parser.add_argument("--predictors-dir", type=Path, default=Path("bench-out/predictors"))
     args = parser.parse_args()
@@ -43,7 +66,8 @@ def main() -> None:
     print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables_dir})")
 
     start = time.perf_counter()
-    result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family)
+    result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family,
+                      spos_shapes=args.held_out_spaces, lut_sum=not args.no_lut_sum)  # fmt: skip
     print(f"evaluation: {time.perf_counter() - start:.0f} s")
     folder = args.predictors_dir / "local" / "onnxruntime"
     plot = result.plot(folder / "eval.png")
@@ -57,12 +81,15 @@ def main() -> None:
                 f"{name:<13} {group:<9} {n:>6} {s.rmse_ms:>9.3f} {s.rmspe:>8.1%} {s.within_5:>6.0%} {s.within_10:>6.0%}"
             )
     print(f"scatter plot: {plot}")
+    ranked = spearmanr(result.measured, result.predicted["hwlab"]).statistic
+    print(f"hwlab Spearman rank correlation, all held-out models: {ranked:.3f}")
+    print(f"ceiling: {noise_ceiling(args.tables_dir, 'local', 'onnxruntime')}")
 
-    table = SposLatencyTable(predictor, plan.spos_config)
+    table = SposLatencyTable(predictor, plan.spos_configs[0])
     rng = np.random.default_rng(0)
     n = 200_000
     choices = rng.integers(0, 4, (n, 20))
-    scales = rng.integers(0, len(plan.spos_config.channel_scales), (n, 20))
+    scales = rng.integers(0, len(plan.spos_configs[0].channel_scales), (n, 20))
     start = time.perf_counter()
     table.batch_ms(choices, scales)
     batch = n / (time.perf_counter() - start)

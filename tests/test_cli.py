@@ -295,6 +295,9 @@ def test_devices_trust_keeps_an_inventory_given_before_the_action(tmp_path: Path
         (["search", "--latency-ms", "1", "--population", "10000000"], "from 1 to 100000, not 10000000"),
         (["search", "--latency-ms", "1", "--batch-size", "1000000"], "from 1 to 65536, not 1000000"),
         (["profile", "--count", "0"], "from 1 to 100000, not 0"),
+        (["predictors", "fit", "--spos-space", "32"], "SPOS space '32' is not SIZE,WIDTH[,STRIDE[,CLASSES]]"),
+        (["predictors", "fit", "--spos-space", "32,-1"], "SPOS space '32,-1' is not"),
+        (["predictors", "fit", "--spos-space", "32,0.25,1,10,5"], "is not SIZE,WIDTH"),
     ],
 )
 def test_bad_numbers_and_names_are_refused_while_parsing(capsys: pytest.CaptureFixture[str], argv, said) -> None:  # type: ignore[no-untyped-def]

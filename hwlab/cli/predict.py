@@ -30,7 +30,7 @@ from hwlab.cli.common import (
     whole,
 )
 from hwlab.cli.console import stderr_console
-from hwlab.errors import GraphError, PredictorError
+from hwlab.errors import GraphError, InvalidRequest, PredictorError
 from hwlab.inventory import get_device
 from hwlab.predictors.predictor import Predictor, fitted_backends
 from hwlab.profile import ProfileRequest, usable_backends
@@ -82,13 +82,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         psub,
         "fit",
         help="measure kernels and calibration models, fit the predictor, save it",
-        description="Measures (resumably) the fusion rules, the distinct kernels of seeded training models, "
-        "neighbours of badly predicted kernels (adaptive rounds) and whole calibration models; fits one "
-        "regressor per kernel type and the overhead term; saves PREDICTORS_DIR/<device>/<backend>/.",
+        description="Measures (resumably) the fusion rules and seeded training models: where the runtime shows "
+        "its graph (onnxruntime), the models whole, each kernel's time taken from inside them (reorders and "
+        "fusions as the runtime ran them, the profiler's cost calibrated out); elsewhere every distinct kernel "
+        "alone, with neighbours of badly predicted ones (adaptive rounds). Then whole calibration models; fits "
+        "one regressor per kernel type (a work line times trees) and the model-level term; saves "
+        "PREDICTORS_DIR/<device>/<backend>/ with each kernel type's domain.",
         examples=["hwlab predictors fit --device local", "hwlab predictors fit --device rk3399 --core-mask big"],
     )
     _common(fit, measures=True, folders=("tables", "predictors"))
-    fit.add_argument("--spos-models", type=count_arg, default=12, help="SPOS training architectures")
+    fit.add_argument(
+        "--spos-space", type=_spos_space, nargs="+", metavar="SIZE,WIDTH[,STRIDE[,CLASSES]]",
+        help="SPOS spaces whose architectures train the predictor (default: "
+        "32,0.25,1,10 (the search's default space) 64,1 128,2 224,0.5); a search refuses a predictor "
+        "that does not cover its space",
+    )  # fmt: skip
+    fit.add_argument("--spos-models", type=count_arg, default=4, help="SPOS training architectures per space")
     fit.add_argument("--family-models", type=count_arg, default=8, help="training models per zoo family")
     fit.add_argument("--rounds", type=whole(0, 1000), default=1, help="adaptive sampling rounds")
     fit.add_argument("--seed", type=whole(0), default=0, help="seed of the training models")
@@ -165,19 +174,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     console = Console()
     for backend, prediction in results:
         view = Table(title=f"{escape(args.model.name)} on {escape(args.device)}/{backend}")
-        for col in ("#", "kernel", "nodes", "h×w×cin → cout", "ms"):
+        for col in ("#", "kernel", "nodes", "h×w×cin → cout", "ms", ""):
             view.add_column(col, justify="right" if col in ("#", "ms") else "left")
+        outside = prediction.outside or [False] * len(prediction.kernels)
         for i, (kernel, ms) in enumerate(prediction.kernels):
             f = kernel.features
             shape = f"{f['h']:g}×{f['w']:g}×{f['cin']:g} → {f['cout']:g}"
-            view.add_row(str(i), escape(kernel.type), escape(",".join(kernel.nodes)[:40]), shape, f"{ms:.4f}")
+            flag = "[yellow]outside[/]" if outside[i] else ""
+            view.add_row(str(i), escape(kernel.type), escape(",".join(kernel.nodes)[:40]), shape, f"{ms:.4f}", flag)
         console.print(view)
         note = " [yellow](lower bound: no regressor for " + escape(", ".join(sorted(set(prediction.missing)))) + ")[/]"
         console.print(
             f"predicted latency: [bold]{prediction.total_ms:.3f} ms[/] ({len(prediction.kernels)} kernels,"
             f" overhead {prediction.overhead_ms:+.3f} ms){note if prediction.lower_bound else ''}"
         )
+        console.print(domain_line(prediction.outside_share))
     return 0
+
+
+def domain_line(share: float | None) -> str:
+    """How much of a prediction is extrapolated, in words."""
+    if share is None:
+        return "domain: unknown (the predictor predates recorded domains; refit it to know)"
+    if share == 0:
+        return "domain: every kernel lies within the features the predictor was fitted on"
+    colour = "yellow" if share > 0.05 else "default"
+    return (
+        f"domain: [{colour}]{share:.0%} of the kernels' predicted time comes from kernels outside the features"
+        " their type was fitted on[/] (extrapolated; fit with models like this one to cover them)"
+    )
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -196,23 +221,40 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def print_rules(console: Console, rules, backend: str) -> None:  # type: ignore[no-untyped-def]
-    view = Table(title=f"{backend} fusion rules (fused when T1 + T2 - T12 - O > {rules.alpha} × min(T1 - O, T2 - O))")
-    for col in ("first", "second", "T1 ms", "T2 ms", "T12 ms", "O ms", "saving ms", "fused"):
+    view = Table(
+        title=f"{backend} fusion rules: the runtime's graph decides where it shows one; elsewhere timing"
+        f" (fused when T1 + T2 - T12 - O > {rules.alpha} × min(T1 - O, T2 - O))"
+    )
+    for col in ("first", "second", "T1 ms", "T2 ms", "T12 ms", "O ms", "saving ms", "timing", "graph", "fused"):
         view.add_column(col)
     for e in rules.evidence:
+        pair = (e.first, e.second)
+        graph = ("one node" if pair in rules.fused else "two nodes") if pair in rules.seen_in_graph else "-"
         view.add_row(
             escape(e.first), escape(e.second), f"{e.t_first_ms:.4f}", f"{e.t_second_ms:.4f}", f"{e.t_pair_ms:.4f}",
-            f"{e.overhead_ms:.4f}", f"{e.saving_ms:+.4f}", "[green]yes[/]" if e.fused(rules.alpha) else "no",
+            f"{e.overhead_ms:.4f}", f"{e.saving_ms:+.4f}", "fused" if e.fused(rules.alpha) else "apart", graph,
+            "[green]yes[/]" if pair in rules.fused else "no",
         )  # fmt: skip
     console.print(view)
 
 
+def _spos_space(text: str):  # type: ignore[no-untyped-def]
+    from hwlab.predictors.shapes import SposShape
+
+    try:
+        return SposShape.parse(text)
+    except InvalidRequest as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES
     from hwlab.predictors.train import FitPlan, fit_predictor
 
     plan = FitPlan(
-        spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed
-    )
+        spos_shapes=tuple(dict.fromkeys(args.spos_space or DEFAULT_SPOS_SHAPES)), spos_models=args.spos_models,
+        family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed,
+    )  # fmt: skip
     console = stderr_console() if args.json else Console()
     fitted = _for_each_backend(
         args, lambda base: (base.backend, fit_predictor(base, plan, root=args.predictors_dir, say=console.print))

@@ -18,21 +18,22 @@ from hwlab.errors import SpaceError
 from hwlab.export import export_module
 from hwlab.predictors.extract import KernelModel, kernel_models, save_kernel_model
 from hwlab.predictors.kernels import FEATURES, FusionRules
+from hwlab.predictors.shapes import TRAINING_CHANNEL_SCALES
 from hwlab.profile import ModelItem
 from hwlab.space import SposConfig
 from hwlab.space.build import random_input
 from hwlab.space.registry import SpaceContext
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
-# Channel scales of the SPOS training (and held-out) architectures: narrow and full middle channels.
-TRAINING_CHANNEL_SCALES = (0.6, 1.0)
 
-
-def training_models(seed: int, spos_count: int, family_count: int, spos_config: SposConfig) -> list[ZooModel]:
-    """Seeded SPOS architectures and models of each zoo family; at least two of the op-coverage family, since
-    a kernel type needs two measured kernels for a regressor and some of its ops occur once a model."""
+def training_models(
+    seed: int, spos_count: int, family_count: int, spos_configs: Sequence[SposConfig]
+) -> list[ZooModel]:
+    """Seeded SPOS architectures (``spos_count`` in each space) and models of each zoo family; at least two of
+    the op-coverage family, since a kernel type needs two measured kernels for a regressor and some of its ops
+    occur once a model."""
     rng = random.Random(seed)
-    spos = [spos_model(spos_config, *random_spos_arch(rng, spos_config)) for _ in range(spos_count)]
+    spos = [spos_model(c, *random_spos_arch(rng, c)) for c in spos_configs for _ in range(spos_count)]
     counts = {family: max(family_count, 2) if family == "coverage" else family_count for family in FAMILIES}
     families = [m for family in FAMILIES for m in sample_family(family, counts[family], seed)]
     return spos + families

@@ -11,6 +11,7 @@ Three predictors side by side on held-out SPOS architectures and zoo families:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from hwlab.predictors.dataset import distinct_kernels, onnx_path
 from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Predictor, predictor_dir
 from hwlab.predictors.regress import rmspe, within
+from hwlab.predictors.shapes import SposShape
 from hwlab.predictors.train import FitPlan, calibration_models, model_item
 from hwlab.profile import ProfileRequest, profile
 from hwlab.progress import Progress
@@ -98,11 +100,14 @@ class Evaluation:
         return path
 
 
-def held_out_models(plan: FitPlan, spos_count: int, family_count: int, seed: int) -> list[ZooModel]:
-    """Models no fit has seen: a seed of their own."""
+def held_out_models(
+    plan: FitPlan, spos_count: int, family_count: int, seed: int, spos_shapes: Sequence[SposShape] | None = None
+) -> list[ZooModel]:
+    """Models no fit has seen: a seed of their own; the SPOS architectures spread over ``spos_shapes`` (default:
+    the plan's spaces) in turn."""
     rng = random.Random(seed)
-    config = plan.spos_config
-    spos = [spos_model(config, *random_spos_arch(rng, config)) for _ in range(spos_count)]
+    configs = [s.config() for s in spos_shapes] if spos_shapes else plan.spos_configs
+    spos = [spos_model(c, *random_spos_arch(rng, c)) for i in range(spos_count) for c in [configs[i % len(configs)]]]
     return spos + [m for f in FAMILIES for m in sample_family(f, family_count, seed)]
 
 
@@ -123,17 +128,23 @@ def evaluate(
     family_count: int,
     seed: int = 1000,
     progress: Progress | None = None,
+    spos_shapes: Sequence[SposShape] | None = None,
+    lut_sum: bool = True,
 ) -> Evaluation:
-    """Measure held-out models (table ``models``) and their ops alone (table ``ops``), then predict."""
-    models = held_out_models(plan, spos_count, family_count, seed)
+    """Measure held-out models (table ``models``) and their ops alone (table ``ops``, for ``lut-sum``; skipped
+    without ``lut_sum``), then predict."""
+    models = held_out_models(plan, spos_count, family_count, seed, spos_shapes)
     calibration = calibration_models(plan, plan.seed + 1)
     whole = replace(base, specs=[model_item(m) for m in [*calibration, *models]], space="models",
                     table_name="models", settings=plan.model_settings)  # fmt: skip
     table = profile(whole, progress).table
     measured = {r["key"]: r["median_ms"] for r in LookupTable(table.folder) if r.get("status") == "ok"}
-    ops = distinct_kernels(models, NO_FUSION)
-    op_table = profile(replace(base, specs=ops, space="ops", table_name="ops", settings=plan.kernel_settings), progress)
-    op_ms = {r["key"]: r["median_ms"] for r in LookupTable(op_table.table.folder) if r.get("status") == "ok"}
+    op_ms: dict[str, float] = {}
+    if lut_sum:
+        ops = distinct_kernels(models, NO_FUSION)
+        op_request = replace(base, specs=ops, space="ops", table_name="ops", settings=plan.kernel_settings)
+        op_table = profile(op_request, progress).table
+        op_ms = {r["key"]: r["median_ms"] for r in LookupTable(op_table.folder) if r.get("status") == "ok"}
     a, b = _fit_flops_linear(calibration, measured)
 
     from hwlab.predictors.extract import kernel_models
@@ -143,18 +154,21 @@ def evaluate(
     for model in kept:
         path = onnx_path(model)
         flops.append(a * model.macs + b)
-        keys = [km.key for km in kernel_models(path, NO_FUSION)]
-        missing = [k for k in keys if k not in op_ms]
-        if missing:  # never a silent 0: the lookup table must hold every op
-            raise TableError(f"{len(missing)} ops of {model.name} failed to measure, e.g. {missing[0]!r}",
-                             hint="see `hwlab tables show DEVICE/BACKEND/ops`; rerun with --retry-errors")  # fmt: skip
-        lut.append(sum(op_ms[k] for k in keys))
+        if lut_sum:
+            keys = [km.key for km in kernel_models(path, NO_FUSION)]
+            missing = [k for k in keys if k not in op_ms]
+            if missing:  # never a silent 0: the lookup table must hold every op
+                raise TableError(
+                    f"{len(missing)} ops of {model.name} failed to measure, e.g. {missing[0]!r}",
+                    hint="see `hwlab tables show DEVICE/BACKEND/ops`; rerun with --retry-errors",
+                )
+            lut.append(sum(op_ms[k] for k in keys))
         ours.append(predictor.predict_onnx(path, allow_unknown=True).total_ms)
     return Evaluation(
         [m.name for m in kept],
         ["spos" if m.family == "spos" else "families" for m in kept],
         np.array([measured[m.name] for m in kept]),
-        {"flops-linear": np.array(flops), "lut-sum": np.array(lut), "hwlab": np.array(ours)},
+        {"flops-linear": np.array(flops), **({"lut-sum": np.array(lut)} if lut_sum else {}), "hwlab": np.array(ours)},
     )
 
 

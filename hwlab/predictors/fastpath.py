@@ -14,6 +14,7 @@ import numpy as np
 
 from hwlab.export import export_module, export_spec
 from hwlab.predictors.graph import onnx_kernels
+from hwlab.predictors.kernels import Kernel
 from hwlab.predictors.predictor import Predictor
 from hwlab.space import SPOS_CHOICES, SposConfig, spos_block_op
 from hwlab.space.build import random_input
@@ -27,6 +28,10 @@ class SposLatencyTable:
         self.scales = tuple(config.channel_scales)
         layers = config.layers()
         self._by_key: dict[str, float] = {}
+        # Predicted ms of every distinct block op and of one whole network, and how much of it comes from
+        # kernels outside the predictor's domain (None: the predictor records no domain).
+        self._predicted_ms = 0.0
+        self._outside_ms: float | None = 0.0
         self.blocks = np.zeros((len(layers), len(SPOS_CHOICES), len(self.scales)))
         for i, layer in enumerate(layers):
             for c in range(len(SPOS_CHOICES)):
@@ -39,10 +44,18 @@ class SposLatencyTable:
         whole = self._whole_ms(predictor, reference)
         self.base_ms = whole - float(self.blocks[np.arange(len(layers)), reference, self._scale_index(None)].sum())
 
-    @staticmethod
-    def _block_ms(predictor: Predictor, path) -> float:  # type: ignore[no-untyped-def]
+    def _count(self, predictor: Predictor, kernels: list[Kernel], times: list[float]) -> None:
+        self._predicted_ms += sum(times)
+        outside = predictor.outside_domain(kernels)
+        if outside is None or self._outside_ms is None:
+            self._outside_ms = None
+        else:
+            self._outside_ms += sum(ms for ms, out in zip(times, outside, strict=True) if out)
+
+    def _block_ms(self, predictor: Predictor, path) -> float:  # type: ignore[no-untyped-def]
         kernels = onnx_kernels(path, predictor.rules)
         times, _ = predictor.kernel_ms(kernels)
+        self._count(predictor, kernels, times)
         return sum(times) + predictor.overhead.per_kernel_ms * len(kernels)
 
     def _whole_ms(self, predictor: Predictor, choices: Sequence[int]) -> float:
@@ -50,7 +63,17 @@ class SposLatencyTable:
 
         net = SposNet(self.config, choices)
         path = export_module(net, random_input(net.input_shape), "onnx", name=net.name).path
-        return predictor.predict_onnx(path).total_ms
+        prediction = predictor.predict_onnx(path)
+        self._count(predictor, [k for k, _ in prediction.kernels], [ms for _, ms in prediction.kernels])
+        return prediction.total_ms
+
+    @property
+    def outside_share(self) -> float | None:
+        """Share of the space's predicted time (every block op once, one whole network) that comes from kernels
+        outside the predictor's domain; None when the predictor records no domain."""
+        if self._outside_ms is None:
+            return None
+        return self._outside_ms / self._predicted_ms if self._predicted_ms > 0 else 0.0
 
     def _scale_index(self, scales: Sequence[float] | None) -> np.ndarray:
         if scales is None:

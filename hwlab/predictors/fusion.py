@@ -1,12 +1,18 @@
-"""Measure which op pairs a device's runtime fuses (nn-Meter's test), into FusionRules.
+"""Find which op pairs a device's runtime fuses, into FusionRules: from its own graph where it shows one,
+by timing (nn-Meter's test) elsewhere.
 
 For each candidate pair (first, second) and each probe shape, three models are
 measured through the normal profiling path: first alone, second alone, and the
-chain. The pair is fused when T1 + T2 - T12 > alpha * min(T1, T2), with the
-times the medians over the probe shapes, each less the fixed cost of one
-inference (measured on a model that does almost nothing). Every measurement lands in the table
-``tables/<device>/<backend>/fusion`` like any other row, so an interrupted probe
-resumes and nothing measured is lost.
+chain. Every measurement lands in the table ``tables/<device>/<backend>/fusion``
+like any other row, so an interrupted probe resumes and nothing measured is lost.
+
+* The runtime's graph (onnxruntime): the chain's measurement comes with the graph the runtime executed
+  (runtime_kernels.py maps it onto the model). The pair is fused when the runtime ran both ops as one
+  node, in most probe shapes. This is what the device does, not an inference from times, so two fits
+  minutes apart agree.
+* Timing, for pairs the graph does not decide (a runtime that shows no graph, a pair the exporter already
+  merged): fused when T1 + T2 - T12 > alpha * min(T1, T2), with the times the medians over the probe
+  shapes, each less the fixed cost of one inference (measured on a model that does almost nothing).
 """
 
 from __future__ import annotations
@@ -14,9 +20,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
+from hwlab.measure.jobs import GraphRule
+from hwlab.predictors.graph_load import build_view, load_model
+from hwlab.predictors.graph_ops import build_ops
 from hwlab.predictors.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
 from hwlab.predictors.probes import Probe, probe_inputs
+from hwlab.predictors.runtime_kernels import fused_pairs, runtime_split
 from hwlab.profile import ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.transport import Transport
@@ -33,6 +44,8 @@ PAIRS: tuple[tuple[str, str], ...] = (
 # every element) costs a larger share of the first (a 3x3 conv costs 9*C multiply-adds per element): measured
 # here, a ReLU adds about 2% to the conv at 28x28x32, within the run-to-run noise, and about 3.5% at 56x56x8.
 SHAPES: tuple[tuple[int, int], ...] = ((56, 8), (56, 16))
+# The runtime's graph with each probe: a few profiled calls suffice, only which nodes ran matters here.
+GRAPH_RULE = GraphRule(runs=5, warmup=2)
 
 
 def _item(first: str | None, second: str | None, size: int, channels: int) -> ModelItem:
@@ -68,13 +81,55 @@ def probe_items(
     return list(items.values())
 
 
+def graph_decisions(
+    graphs: dict[str, dict[str, Any]],
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+    shapes: Sequence[tuple[int, int]] = SHAPES,
+) -> dict[tuple[str, str], bool]:
+    """Each pair the runtime's captured graphs decide: fused when it ran the two ops as one node in most probe
+    shapes (a tie, a graph that cannot be mapped or a pair not in the exported graph decides nothing)."""
+    decided: dict[tuple[str, str], bool] = {}
+    for first, second in pairs:
+        votes = []
+        for size, channels in shapes:
+            item = _item(first, second, size, channels)
+            if item.key not in graphs:
+                continue
+            view = build_view(load_model(item.export("onnx").path))
+            ops, _ = build_ops(view)
+            split = runtime_split(view, graphs[item.key])
+            if not split.complete:
+                continue
+            seen = fused_pairs(ops, view, split)
+            together, apart = seen[(first, second, True)], seen[(first, second, False)]
+            if together != apart:
+                votes.append(together > apart)
+        if votes and 2 * sum(votes) != len(votes):
+            decided[(first, second)] = 2 * sum(votes) > len(votes)
+    return decided
+
+
 def rules_from_table(
     rows: dict[str, dict],  # type: ignore[type-arg]
     pairs: Sequence[tuple[str, str]] = PAIRS,
     shapes: Sequence[tuple[int, int]] = SHAPES,
     alpha: float = DEFAULT_ALPHA,
+    graphs: dict[str, dict[str, Any]] | None = None,
 ) -> FusionRules:
-    """Decide each pair from measured rows (medians over the probe shapes); unmeasured pairs decide nothing."""
+    """Decide each pair from the runtime's graphs where they show it, else from measured rows (medians over
+    the probe shapes); unmeasured pairs decide nothing."""
+    by_graph = graph_decisions(graphs, pairs, shapes) if graphs else {}
+    timed = _timed_rules(rows, pairs, shapes, alpha)
+    fused = {p for p in timed.fused if p not in by_graph} | {p for p, f in by_graph.items() if f}
+    return FusionRules(frozenset(fused), alpha, timed.evidence, frozenset(by_graph))
+
+
+def _timed_rules(
+    rows: dict[str, dict],  # type: ignore[type-arg]
+    pairs: Sequence[tuple[str, str]],
+    shapes: Sequence[tuple[int, int]],
+    alpha: float,
+) -> FusionRules:
     if rows.get(OVERHEAD.key, {}).get("status") != "ok":
         return FusionRules.from_evidence([], alpha)
     overhead = rows[OVERHEAD.key]["median_ms"]
@@ -97,9 +152,11 @@ def measure_fusion_rules(
     progress: Progress | None = None,
     transport: Transport | None = None,
 ) -> FusionRules:
-    """Profile the probes on the request's device and backend (table ``fusion``) and decide the rules."""
+    """Profile the probes on the request's device and backend (table ``fusion``), with the runtime's graphs
+    where it shows them, and decide the rules."""
     request = replace(
-        request, specs=probe_items(pairs, shapes), space="fusion", table_name=request.table_name or "fusion"
-    )
+        request, specs=probe_items(pairs, shapes), space="fusion", table_name=request.table_name or "fusion",
+        runtime_graph=request.runtime_graph or GRAPH_RULE,
+    )  # fmt: skip
     report = profile(request, progress, transport=transport)
-    return rules_from_table(report.table.rows(), pairs, shapes, alpha)
+    return rules_from_table(report.table.rows(), pairs, shapes, alpha, report.table.runtime_graphs())

@@ -43,6 +43,7 @@ __all__ = [
     "kernel_summary",
     "module_kernels",
     "onnx_kernels",
+    "view_kernels",
 ]
 
 
@@ -106,11 +107,21 @@ def onnx_kernels(
     become 'unknown:<OpType>' kernels, which the caller must report (the prediction is a lower bound).
     """
     view = build_view(load_model(model))
+    return [kernel for kernel, _ in view_kernels(view, rules, allow_unknown=allow_unknown)]
+
+
+def view_kernels(
+    view: GraphView, rules: FusionRules, *, allow_unknown: bool = False
+) -> list[tuple[Kernel, frozenset[int]]]:
+    """``onnx_kernels`` of a loaded view, each kernel with the indices of its nodes in the view."""
     ops, unknown = build_ops(view)
     if unknown and not allow_unknown:
         raise UnknownOpError(unknown)
     readers = _readers(ops)
-    return [_kernel(view, ops, members, readers) for members in _fuse(view, ops, readers, rules)]
+    return [
+        (_kernel(view, ops, members, readers), frozenset(i for k in members for i in ops[k].nodes))
+        for members in _fuse(view, ops, readers, rules)
+    ]
 
 
 def module_kernels(

@@ -55,11 +55,16 @@ class FusionEvidence:
 
 @dataclass(frozen=True)
 class FusionRules:
-    """The (first, second) category pairs a runtime fuses, with the measurements that decided them."""
+    """The (first, second) category pairs a runtime fuses, with the measurements that decided them.
+
+    ``seen_in_graph``: the pairs decided by the runtime's own optimised graph (it ran the two ops as one node,
+    or as two) rather than by timing; timing evidence is kept for them too, as a cross-check.
+    """
 
     fused: frozenset[tuple[str, str]]
     alpha: float = DEFAULT_ALPHA
     evidence: tuple[FusionEvidence, ...] = field(default=())
+    seen_in_graph: frozenset[tuple[str, str]] = frozenset()
 
     def fuses(self, first: str, second: str) -> bool:
         return (first, second) in self.fused
@@ -78,6 +83,7 @@ class FusionRules:
             "alpha": self.alpha,
             "fused": sorted(list(p) for p in self.fused),
             "evidence": [e.__dict__ for e in self.evidence],
+            "seen_in_graph": sorted(list(p) for p in self.seen_in_graph),
         }
 
     @classmethod
@@ -85,11 +91,12 @@ class FusionRules:
         """Rules read back from a file; raises ValueError on anything that is not a category or a finite number."""
         if not isinstance(data, dict):
             raise ValueError("fusion rules must be an object")
-        pairs = data["fused"]
-        if not isinstance(pairs, list) or not all(
-            isinstance(p, list) and len(p) == 2 and all(c in CATEGORIES for c in p) for p in pairs
-        ):
-            raise ValueError("'fused' must be a list of [category, category] pairs of known categories")
+        pairs, seen = data["fused"], data.get("seen_in_graph", [])
+        for name, value in (("fused", pairs), ("seen_in_graph", seen)):
+            if not isinstance(value, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(c in CATEGORIES for c in p) for p in value
+            ):
+                raise ValueError(f"'{name}' must be a list of [category, category] pairs of known categories")
         evidence = data.get("evidence", [])
         if not isinstance(evidence, list):
             raise ValueError("'evidence' must be a list")
@@ -108,7 +115,12 @@ class FusionRules:
         alpha = data["alpha"]
         if not _finite_number(alpha):
             raise ValueError("'alpha' must be a finite number")
-        return cls(frozenset((a, b) for a, b in pairs), float(alpha), tuple(FusionEvidence(**e) for e in evidence))
+        return cls(
+            frozenset((a, b) for a, b in pairs),
+            float(alpha),
+            tuple(FusionEvidence(**e) for e in evidence),
+            frozenset((a, b) for a, b in seen),
+        )
 
 
 _EVIDENCE_FIELDS = frozenset(("first", "second", "t_first_ms", "t_second_ms", "t_pair_ms", "overhead_ms"))

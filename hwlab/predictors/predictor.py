@@ -32,13 +32,19 @@ class Overhead:
     """The model-level term: per_kernel_ms for each kernel, plus fixed_ms once.
 
     ``floor_ms`` is the runtime's measured fixed cost of one inference (0: unknown). No kernel measured
-    alone took less, so no kernel is predicted below it, and no model: its kernels' net times are then
-    never negative and ``fixed_ms`` is fitted no lower than it.
+    alone took less, so no such kernel is predicted below it, and no model: its kernels' net times are then
+    never negative and ``fixed_ms`` is fitted no lower than it. Kernels learned inside whole models
+    (ingraph.py) hold no fixed cost: ``kernel_floor_ms`` is 0 for them and ``fixed_ms`` adds it once.
     """
 
     per_kernel_ms: float = 0.0
     fixed_ms: float = 0.0
     floor_ms: float = 0.0
+    kernel_floor_ms: float | None = None  # None: floor_ms (kernels measured alone); 0 for kernels in graphs
+
+    @property
+    def kernel_floor(self) -> float:
+        return self.floor_ms if self.kernel_floor_ms is None else self.kernel_floor_ms
 
     def __call__(self, kernels: int) -> float:
         return self.per_kernel_ms * kernels + self.fixed_ms
@@ -52,10 +58,24 @@ class Prediction:
     kernels: list[tuple[Kernel, float]]
     overhead_ms: float
     missing: list[str] = field(default_factory=list)  # kernel types predicted as 0 (lower bound)
+    outside: list[bool] | None = None  # per kernel: outside the features its type was fitted on (None: unknown)
 
     @property
     def lower_bound(self) -> bool:
         return bool(self.missing)
+
+    @property
+    def outside_ms(self) -> float | None:
+        """Predicted time of the kernels outside the predictor's domain (None: it records no domain)."""
+        if self.outside is None:
+            return None
+        return sum(ms for (_, ms), out in zip(self.kernels, self.outside, strict=True) if out)
+
+    @property
+    def outside_share(self) -> float | None:
+        """Share of the kernels' predicted time that comes from kernels outside the domain: extrapolated."""
+        outside, total = self.outside_ms, sum(ms for _, ms in self.kernels)
+        return None if outside is None else (outside / total if total > 0 else 0.0)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,11 +83,13 @@ class Prediction:
             "lower_bound": self.lower_bound,
             "missing_kernel_types": sorted(set(self.missing)),
             "overhead_ms": self.overhead_ms,
+            "outside_domain_share": self.outside_share,
             "kernels": [
-                {"type": k.type, "nodes": list(k.nodes), "latency_ms": ms, "features": k.features}
-                for k, ms in self.kernels
+                {"type": k.type, "nodes": list(k.nodes), "latency_ms": ms, "features": k.features,
+                 "outside_domain": None if self.outside is None else self.outside[i]}
+                for i, (k, ms) in enumerate(self.kernels)
             ],
-        }
+        }  # fmt: skip
 
 
 def predictor_dir(root: Path, device: str, backend: str) -> Path:
@@ -132,18 +154,33 @@ class Predictor:
         for i, k in enumerate(kernels):
             if k.type in known:
                 by_type.setdefault(k.type, []).append(i)
-        floor = self.overhead.floor_ms
+        floor = self.overhead.kernel_floor
         for kernel_type, idx in by_type.items():
             X = np.array([kernels[i].vector() for i in idx])
             for i, ms in zip(idx, self.loaded.predict(kernel_type, X), strict=True):
                 out[i] = max(float(ms), floor)
         return out, [k.type for k in kernels if k.type not in known]
 
+    def outside_domain(self, kernels: list[Kernel]) -> list[bool] | None:
+        """Per kernel, whether a feature lies outside what its type was fitted on (an unknown type is outside);
+        None when the predictor records no domains (fitted before they were kept)."""
+        flags: list[bool] = []
+        for k in kernels:
+            if k.type not in self.loaded.ensembles:
+                flags.append(True)
+                continue
+            out = self.loaded.outside(k.type, np.array(k.vector()))
+            if out is None:
+                return None
+            flags.append(bool(out[0]))
+        return flags
+
     def predict_kernels(self, kernels: list[Kernel], allow_unknown: bool = False) -> Prediction:
         times, missing = self.kernel_ms(kernels, allow_unknown)
         overhead = self.overhead(len(kernels))
         total = max(sum(times) + overhead, self.overhead.floor_ms)
-        return Prediction(total, list(zip(kernels, times, strict=True)), overhead, missing)
+        kernel_times = list(zip(kernels, times, strict=True))
+        return Prediction(total, kernel_times, overhead, missing, self.outside_domain(kernels))
 
     def predict_onnx(self, path: str | os.PathLike[str], allow_unknown: bool = False) -> Prediction:
         kernels = onnx_kernels(Path(path), self.rules, allow_unknown=allow_unknown)

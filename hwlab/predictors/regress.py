@@ -7,8 +7,17 @@ scikit-learn model would tie a predictor to the library release that wrote it an
 Scales: latencies span orders of magnitude and what matters is the relative error, so regressors fit
 ``log(latency_ms)`` (a squared error in log space is close to a squared relative error) and see features
 through ``log1p`` (split thresholds then fall at geometric, not arithmetic, midpoints between sizes; ``log1p``
-keeps zero-valued features finite). Trees do not extrapolate: a kernel larger than any measured one is
-predicted like the largest measured ones.
+keeps zero-valued features finite).
+
+Trees do not extrapolate: alone, they predict a kernel larger than any measured one like the largest
+measured ones (a 224x224 VGG conv came out at 0.4x its time). So each kernel type first gets a *work line*,
+``ms = c0 + c1 * flops + c2 * bytes moved + c3 * params`` with non-negative coefficients fitted on relative
+error, and the trees fit the log of what the line misses (``log(ms / line)``). Inside the measured range the
+trees correct the line wherever it is wrong; outside it the line carries the prediction at the throughput of
+the nearest measured kernels, which is what a larger conv does.
+
+A fitted regressor also keeps its *domain*: the lowest and highest value of every feature it was fitted
+on, so a prediction can say how much of its time comes from kernels outside what was measured.
 
 scikit-learn is imported inside the fitting functions only, so loading and predicting never import it.
 """
@@ -39,8 +48,15 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
 
 FAMILIES = ("random_forest", "extra_trees", "gradient_boosting")
 
+# The work line's terms, computed from FEATURES (see ``work_terms``).
+WORK_TERMS = ("1", "flops", "bytes_in+bytes_out", "params")
 # Recorded with every predictor, so a loader can refuse transforms it does not know.
-TRANSFORM = {"features": "log1p", "target": "log"}
+TRANSFORM = {"features": "log1p", "target": "log-ratio-to-work", "work": list(WORK_TERMS)}
+# What predictors written before the work line record: their trees fit log(ms) itself (a line of 1 ms).
+PLAIN_TRANSFORM = {"features": "log1p", "target": "log"}
+PLAIN_WORK = (1.0, 0.0, 0.0, 0.0)
+# A line never below this (ms): a kernel with no flops, bytes or params still takes time.
+_MIN_WORK_MS = 1e-6
 
 # Below this many rows, choosing among candidates would fit the noise of a few folds.
 MIN_ROWS_TO_CHOOSE = 10
@@ -186,9 +202,59 @@ class TreeEnsemble:
         return out
 
 
-def predict_ms(ensemble: TreeEnsemble, X: np.ndarray) -> np.ndarray:
+def work_terms(X: np.ndarray) -> np.ndarray:
+    """The work line's terms (WORK_TERMS) of each row of raw features (FEATURES order)."""
+    from hwlab.predictors.kernels import FEATURES
+
+    X = np.asarray(X, dtype=np.float64)
+    at = {name: i for i, name in enumerate(FEATURES)}
+    return np.stack(
+        [np.ones(len(X)), X[:, at["flops"]], X[:, at["bytes_in"]] + X[:, at["bytes_out"]], X[:, at["params"]]], axis=1
+    )
+
+
+def work_ms(work: np.ndarray | tuple[float, ...], X: np.ndarray) -> np.ndarray:
+    """The work line's latency (ms) of each row of raw features."""
+    return np.maximum(work_terms(X) @ np.asarray(work, dtype=np.float64), _MIN_WORK_MS)
+
+
+def fit_work(X: np.ndarray, y_ms: np.ndarray) -> tuple[float, ...]:
+    """Non-negative coefficients of the work line, least squares on relative error (every kernel counts alike)."""
+    from scipy.optimize import nnls
+
+    terms = work_terms(X)
+    scale = np.maximum(terms.max(axis=0), 1e-30)  # columns of one magnitude: nnls converges
+    coef, _ = nnls(terms / scale / y_ms[:, None], np.ones(len(y_ms)), maxiter=50 * terms.shape[1])
+    coef = coef / scale
+    if not np.isfinite(coef).all() or not (terms @ coef > 0).all():  # degenerate rows: a constant line
+        coef = np.array([float(np.exp(np.mean(np.log(y_ms)))), 0.0, 0.0, 0.0])
+    return tuple(float(c) for c in coef)
+
+
+def predict_ms(ensemble: TreeEnsemble, X: np.ndarray, work: tuple[float, ...] | np.ndarray = PLAIN_WORK) -> np.ndarray:
     """Latency (ms) of each row of raw kernel features, undoing the fit's transforms."""
-    return np.exp(ensemble.predict(transform_features(X)))
+    return work_ms(work, X) * np.exp(ensemble.predict(transform_features(X)))
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The range of every feature a regressor was fitted on (FEATURES order)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> Domain:
+        X = np.asarray(X, dtype=np.float64)
+        return cls(tuple(float(v) for v in X.min(axis=0)), tuple(float(v) for v in X.max(axis=0)))
+
+    def outside(self, X: np.ndarray) -> np.ndarray:
+        """Whether each row has a feature below or above what was fitted on."""
+        X = np.asarray(X, dtype=np.float64)
+        return ((np.asarray(self.low) > X) | (np.asarray(self.high) < X)).any(axis=1)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"low": list(self.low), "high": list(self.high)}
 
 
 @dataclass(frozen=True)
@@ -212,9 +278,11 @@ class FittedRegressor:
     rows: int
     seed: int
     trained_with: dict[str, str]
+    work: tuple[float, ...] = PLAIN_WORK
+    domain: Domain | None = None
 
     def predict_ms(self, X: np.ndarray) -> np.ndarray:
-        return predict_ms(self.ensemble, X)
+        return predict_ms(self.ensemble, X, self.work)
 
 
 def build_model(candidate: dict[str, Any], seed: int = 0) -> Any:
@@ -302,7 +370,10 @@ def fit_kernel_regressor(
     if not candidates:
         raise ValueError("no candidates to choose from")
     X, y_ms = _check_rows(X, y_ms)
-    Xt, yt = transform_features(X), np.log(y_ms)
+    Xt, logs = transform_features(X), np.log(y_ms)
+    work = fit_work(X, y_ms)  # on all rows: a line of four non-negative terms hardly overfits a fold
+    line = work_ms(work, X)
+    yt = logs - np.log(line)
     if len(yt) < MIN_ROWS_TO_CHOOSE:
         pool, splitter, cv = candidates[:1], KFold(n_splits=len(yt)), "leave-one-out"
     else:
@@ -315,7 +386,7 @@ def fit_kernel_regressor(
         for train, test in splits:
             model = build_model(cand, seed).fit(Xt[train], yt[train])
             pred[test] = export_ensemble(model).predict(Xt[test])
-        ms = np.exp(pred)
+        ms = line * np.exp(pred)
         trials.append(Score(str(cand["name"]), rmspe(ms, y_ms), within(ms, y_ms, 0.10)))
     best = min(range(len(trials)), key=lambda i: trials[i].rmspe)
     ensemble = export_ensemble(build_model(pool[best], seed).fit(Xt, yt))
@@ -328,4 +399,6 @@ def fit_kernel_regressor(
         rows=len(yt),
         seed=seed,
         trained_with=_versions(),
+        work=work,
+        domain=Domain.of(X),
     )

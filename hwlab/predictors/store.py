@@ -4,7 +4,8 @@ A predictor is a folder ``predictors/<device>/<backend>/`` holding
 
 * ``predictor.json``: format version, writing hwlab version, library versions used for training, features
   and transforms, fusion rules, per kernel type its chosen candidate, arrays file (with sha256) and how to
-  combine its trees, an accuracy report, and the caller's meta (training tables and their hashes);
+  combine its trees, its work line and domain (regress.py), an accuracy report, and the caller's meta
+  (training tables and their hashes);
 * one ``<kernel type>.<hash>.npz`` per kernel type with the ensemble's arrays.
 
 Why not pickle: a pickled model runs code when loaded and breaks on the next scikit-learn release. Arrays
@@ -36,7 +37,16 @@ from hwlab.errors import PredictorError
 from hwlab.npzfile import ArrayFileProblem, read_npz
 from hwlab.predictors.kernels import FEATURES, FusionRules
 from hwlab.predictors.regress import FAMILIES as REGRESSOR_FAMILIES
-from hwlab.predictors.regress import TRANSFORM, FittedRegressor, TreeEnsemble, predict_ms
+from hwlab.predictors.regress import (
+    PLAIN_TRANSFORM,
+    PLAIN_WORK,
+    TRANSFORM,
+    WORK_TERMS,
+    Domain,
+    FittedRegressor,
+    TreeEnsemble,
+    predict_ms,
+)
 
 FORMAT_VERSION = 1
 INDEX = "predictor.json"
@@ -139,7 +149,10 @@ def save_predictor(
             "learning_rate": ens.learning_rate,
             "candidate": reg.candidate,
             "seed": reg.seed,
+            "work": list(reg.work),
         }
+        if reg.domain is not None:
+            kernels[kernel_type]["domain"] = reg.domain.to_json()
         accuracy[kernel_type] = {
             "rows": reg.rows,
             "cv": reg.cv,
@@ -355,6 +368,8 @@ class LoadedPredictor:
     candidates: dict[str, dict[str, Any]]
     accuracy: dict[str, Any]
     ensembles: Mapping[str, TreeEnsemble]
+    works: Mapping[str, tuple[float, ...]]
+    domains: Mapping[str, Domain | None]
 
     @property
     def kernel_types(self) -> tuple[str, ...]:
@@ -371,9 +386,16 @@ class LoadedPredictor:
             )
         X = np.asarray(X, dtype=np.float64)
         try:
-            return predict_ms(ensemble, X[None, :] if X.ndim == 1 else X)
+            return predict_ms(ensemble, X[None, :] if X.ndim == 1 else X, self.works[kernel_type])
         except ValueError as err:
             raise PredictorError(f"kernel type {kernel_type!r}: {err}", hint=f"features are {self.features}") from None
+
+    def outside(self, kernel_type: str, X: np.ndarray) -> np.ndarray | None:
+        """Whether each row lies outside the features its type was fitted on (None: the predictor predates
+        domains)."""
+        domain = self.domains.get(kernel_type)
+        X = np.asarray(X, dtype=np.float64)
+        return None if domain is None else domain.outside(X[None, :] if X.ndim == 1 else X)
 
     def to_json(self) -> dict[str, Any]:
         """What ``hwlab predictors show --json`` prints: provenance, per-type accuracy, rules, overhead."""
@@ -413,8 +435,9 @@ def load_predictor(folder: Path | str) -> LoadedPredictor:
     _refuse_pickles(folder)
     path = folder / INDEX
     data = _read_index(path)
-    if data["transform"] != TRANSFORM:
+    if data["transform"] not in (TRANSFORM, PLAIN_TRANSFORM):
         raise PredictorError(f"{path}: unknown transforms {data['transform']}", hint="upgrade hwlab or retrain")
+    plain = data["transform"] == PLAIN_TRANSFORM  # written before work lines: trees alone
     kinds, kernels = data["kernel_types"], data["kernels"]
     missing = [kt for kt in kinds if kt not in kernels]
     if missing or set(kernels) - set(kinds):
@@ -424,10 +447,12 @@ def load_predictor(folder: Path | str) -> LoadedPredictor:
             hint=_REWRITE,
         )
     features = tuple(str(f) for f in data["features"])
-    ensembles = {}
+    ensembles, works, domains = {}, {}, {}
     for kt in kinds:
         _check_fields(f"{path}: kernels[{kt!r}]", kernels[kt], _KERNEL)
         ensembles[kt] = _load_ensemble(folder, kt, kernels[kt])
+        works[kt] = PLAIN_WORK if plain else _work(f"{path}: kernels[{kt!r}]", kernels[kt].get("work"))
+        domains[kt] = _domain(f"{path}: kernels[{kt!r}]", kernels[kt].get("domain"), len(features))
         if ensembles[kt].n_features != len(features):
             raise PredictorError(f"{path}: kernel type {kt!r} takes {ensembles[kt].n_features} features, "
                                  f"the predictor lists {len(features)}", hint=_REWRITE)  # fmt: skip
@@ -446,4 +471,30 @@ def load_predictor(folder: Path | str) -> LoadedPredictor:
         candidates={kt: kernels[kt]["candidate"] for kt in kinds},
         accuracy=data["accuracy"],
         ensembles=ensembles,
+        works=works,
+        domains=domains,
     )
+
+
+def _work(where: str, work: Any) -> tuple[float, ...]:
+    if (
+        not isinstance(work, list)
+        or len(work) != len(WORK_TERMS)
+        or not all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c < float("inf") for c in work)
+    ):
+        raise PredictorError(f"{where}: 'work' must be {len(WORK_TERMS)} finite numbers >= 0", hint=_REWRITE)
+    return tuple(float(c) for c in work)
+
+
+def _domain(where: str, domain: Any, features: int) -> Domain | None:
+    """A kernel type's fitted feature ranges; None when the predictor predates them."""
+    if domain is None:
+        return None
+    ok = isinstance(domain, dict) and set(domain) == {"low", "high"} and all(
+        isinstance(domain[k], list) and len(domain[k]) == features
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in domain[k])
+        for k in ("low", "high")
+    )  # fmt: skip
+    if not ok:
+        raise PredictorError(f"{where}: 'domain' must hold 'low' and 'high', {features} numbers each", hint=_REWRITE)
+    return Domain(tuple(float(v) for v in domain["low"]), tuple(float(v) for v in domain["high"]))

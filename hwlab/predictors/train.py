@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from hwlab.errors import InvalidRequest, PredictorError
 from hwlab.export import export_module
+from hwlab.measure.jobs import GraphRule
 from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.predictors.dataset import (
-    TRAINING_CHANNEL_SCALES,
     distinct_kernels,
     kernel_item,
     onnx_path,
@@ -37,10 +38,12 @@ from hwlab.predictors.dataset import (
 from hwlab.predictors.extract import kernel_models
 from hwlab.predictors.fusion import OVERHEAD, measure_fusion_rules
 from hwlab.predictors.graph import onnx_kernels
+from hwlab.predictors.ingraph import MeasuredGraph, event_overhead_us, graph_rules, in_graph_rows
 from hwlab.predictors.kernelgen import neighbour_items
 from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
 from hwlab.predictors.regress import CANDIDATES, FittedRegressor, fit_kernel_regressor
+from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.store import load_predictor, save_predictor
 from hwlab.profile import ModelItem, ProfileRequest, profile
 from hwlab.progress import Progress
@@ -51,13 +54,16 @@ from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_
 
 Say = Callable[[str], None]
 
+# Runtimes whose runner captures the graph they execute (runners/hwlab_runner/runtime_graph.py).
+GRAPH_RUNTIMES = ("onnxruntime",)
+
 
 @dataclass(frozen=True)
 class FitPlan:
     """How much to measure; the defaults fit a 2-core machine in minutes."""
 
-    spos_input: int = 64
-    spos_models: int = 12
+    spos_shapes: tuple[SposShape, ...] = DEFAULT_SPOS_SHAPES
+    spos_models: int = 4  # per SPOS space
     family_models: int = 8
     calibration_models: int = 6  # per family, and as many SPOS architectures
     adaptive_rounds: int = 1
@@ -65,13 +71,29 @@ class FitPlan:
     adaptive_limit: int = 200  # kernels given neighbours per round at most, the worst predicted first
     candidates: tuple[dict[str, Any], ...] = CANDIDATES  # regressors cross-validated per kernel type
     seed: int = 0
+    in_graph: bool = True  # learn kernels inside whole models where the runtime shows its graph
+    graph_runs: int = 20  # profiled calls per captured graph
     fusion_settings: MeasureSettings = stopping(min_time_s=0.3, ci_rel=0.003)
     kernel_settings: MeasureSettings = stopping(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
     model_settings: MeasureSettings = stopping(min_time_s=0.2, max_time_s=3.0)
 
+    def __post_init__(self) -> None:  # read back from a predictor's JSON, shapes are lists or objects
+        shapes = tuple(
+            s if isinstance(s, SposShape) else SposShape(**s) if isinstance(s, dict) else SposShape(*s)
+            for s in self.spos_shapes
+        )
+        if not shapes:
+            raise InvalidRequest("a fit needs at least one SPOS space", hint="e.g. --spos-space 32,0.25,1,10")
+        object.__setattr__(self, "spos_shapes", shapes)
+
     @property
-    def spos_config(self) -> SposConfig:
-        return SposConfig(input_size=self.spos_input, channel_scales=TRAINING_CHANNEL_SCALES)
+    def spos_configs(self) -> list[SposConfig]:
+        return [shape.config() for shape in self.spos_shapes]
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as a predictor's metadata keeps it (measuring settings left out)."""
+        plain = {k: v for k, v in self.__dict__.items() if not isinstance(v, MeasureSettings)}
+        return {**plain, "spos_shapes": [s.__dict__ for s in self.spos_shapes], "candidates": list(self.candidates)}
 
 
 def model_item(model: ZooModel) -> ModelItem:
@@ -86,9 +108,11 @@ def model_item(model: ZooModel) -> ModelItem:
 
 
 def calibration_models(plan: FitPlan, seed: int) -> list[ZooModel]:
+    """``calibration_models`` SPOS architectures spread over the plan's spaces, and as many of each family."""
     rng = random.Random(seed)
-    config = plan.spos_config
-    spos = [spos_model(config, *random_spos_arch(rng, config)) for _ in range(plan.calibration_models)]
+    configs = plan.spos_configs
+    spos = [spos_model(c, *random_spos_arch(rng, c)) for i in range(plan.calibration_models)
+            for c in [configs[i % len(configs)]]]  # fmt: skip
     return spos + [m for f in FAMILIES for m in sample_family(f, plan.calibration_models, seed)]
 
 
@@ -167,7 +191,9 @@ def fit_predictor(
     """Measure what is missing, fit, calibrate and save ``predictors/<device>/<backend>/``.
 
     ``rules``: the runtime's fusion rules when they are known already (then they are not measured; without
-    their evidence the overhead's per-kernel term is fitted too).
+    their evidence the overhead's per-kernel term is fitted too). Where the runtime shows its graph
+    (onnxruntime) and ``plan.in_graph``, kernels are learned from inside whole training models
+    (ingraph.py); elsewhere from kernels measured alone.
     """
     device, backend = base.device.name, base.backend
     if rules is None:
@@ -177,24 +203,12 @@ def fit_predictor(
         rules = measure_fusion_rules(fusion, progress=progress)
     say(f"fused pairs: {', '.join('+'.join(p) for p in sorted(rules.fused)) or 'none'}")
 
-    models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_config)
-    items = distinct_kernels(models, rules)
-    say(f"{len(items)} distinct kernels in {len(models)} training models")
-    kernel_request = replace(base, specs=items, space="kernels", table_name="kernels", settings=plan.kernel_settings)
-    report = profile(kernel_request, progress)
-    table = report.table
-    wanted = {i.key for i in items}
-    for round_ in range(plan.adaptive_rounds):
-        rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
-        poor = _poorly_predicted(rows, plan.seed)
-        extra = _neighbour_items(poor[: plan.adaptive_limit], rules, plan, round_)
-        say(f"adaptive round {round_ + 1}: {len(poor)} kernels off by > 10%, {len(extra)} neighbours to measure")
-        if not extra:
-            break
-        profile(replace(kernel_request, specs=extra), progress)
-        wanted |= {i.key for i in extra}
-    rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
-    regressors = _fit_all(rows, plan)
+    models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_configs)
+    if plan.in_graph and backend in GRAPH_RUNTIMES:
+        fitted = _fit_in_graph(base, plan, models, rules, say, progress)
+    else:
+        fitted = _fit_standalone(base, plan, models, rules, say, progress)
+    regressors, rules, tables = fitted.regressors, fitted.rules, fitted.tables
     say(f"fitted {len(regressors)} kernel types")
 
     calibration = calibration_models(plan, plan.seed + 1)
@@ -212,14 +226,9 @@ def fit_predictor(
     meta = {
         "device": device,
         "backend": backend,
-        "plan": {k: v for k, v in plan.__dict__.items() if not isinstance(v, MeasureSettings)},
-        "tables": {
-            "kernels": {"path": str(table.folder), "sha256": _sha256(table.folder / "ops.jsonl")},
-            "models": {
-                "path": str(model_report.table.folder),
-                "sha256": _sha256(model_report.table.folder / "ops.jsonl"),
-            },
-        },
+        "plan": plan.to_json(),
+        "targets": fitted.targets,
+        "tables": {**tables, "models": _table_ref(model_report.table.folder)},
     }
     save_predictor(folder, regressors, rules, meta)  # without overhead, to predict the calibration sums
     raw = Predictor(load_predictor(folder))
@@ -232,10 +241,100 @@ def fit_predictor(
         sums.append(sum(ms))
         counts.append(len(kernels))
         times.append(measured[model.name]["median_ms"])
-    overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times), fixed_cost)
+    if fitted.targets == "in-graph":
+        overhead = fit_in_graph_overhead(np.array(sums), np.array(times), fixed_cost)
+    else:
+        overhead = fit_overhead(np.array(sums), np.array(counts), np.array(times), fixed_cost)
     say(f"overhead: {overhead.per_kernel_ms * 1000:.2f} µs per kernel, {overhead.fixed_ms * 1000:.1f} µs fixed")
     save_predictor(folder, regressors, rules, {**meta, "overhead": overhead.__dict__})
     return Predictor(load_predictor(folder))
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    regressors: dict[str, FittedRegressor]
+    rules: FusionRules
+    tables: dict[str, dict[str, str]]
+    targets: str  # "in-graph" or "standalone"
+
+
+def _fit_standalone(
+    base: ProfileRequest, plan: FitPlan, models: list[ZooModel], rules: FusionRules, say: Say,
+    progress: Progress | None,
+) -> _Fitted:  # fmt: skip
+    """Every distinct kernel of the training models measured alone (table ``kernels``), adaptive rounds."""
+    items = distinct_kernels(models, rules)
+    say(f"{len(items)} distinct kernels in {len(models)} training models")
+    kernel_request = replace(base, specs=items, space="kernels", table_name="kernels", settings=plan.kernel_settings)
+    report = profile(kernel_request, progress)
+    table = report.table
+    wanted = {i.key for i in items}
+    for round_ in range(plan.adaptive_rounds):
+        rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
+        poor = _poorly_predicted(rows, plan.seed)
+        extra = _neighbour_items(poor[: plan.adaptive_limit], rules, plan, round_)
+        say(f"adaptive round {round_ + 1}: {len(poor)} kernels off by > 10%, {len(extra)} neighbours to measure")
+        if not extra:
+            break
+        profile(replace(kernel_request, specs=extra), progress)
+        wanted |= {i.key for i in extra}
+    rows = [r for r in LookupTable(table.folder) if r["key"] in wanted]
+    return _Fitted(_fit_all(rows, plan), rules, {"kernels": _table_ref(table.folder)}, "standalone")
+
+
+def _fit_in_graph(
+    base: ProfileRequest, plan: FitPlan, models: list[ZooModel], rules: FusionRules, say: Say,
+    progress: Progress | None,
+) -> _Fitted:  # fmt: skip
+    """The training models measured whole with the runtime's graphs (table ``training-models``); rules and
+    kernel times from inside them (ingraph.py)."""
+    say(f"measuring {len(models)} training models whole, with the runtime's graphs")
+    report = profile(
+        replace(base, specs=[OVERHEAD, *(model_item(m) for m in models)], space="models",
+                table_name="training-models", settings=plan.model_settings,
+                runtime_graph=GraphRule(runs=plan.graph_runs)),
+        progress,
+    )  # fmt: skip
+    table = LookupTable(report.table.folder)
+    rows = {r["key"]: r for r in table if r.get("status") == "ok"}
+    graphs = table.runtime_graphs()
+    if OVERHEAD.key not in rows:
+        raise PredictorError(
+            "the runtime's fixed cost could not be measured", hint=f"see hwlab tables show {report.table.folder}"
+        )
+    fixed_ms = rows[OVERHEAD.key]["median_ms"]
+    measured = [
+        MeasuredGraph.of(m.name, onnx_path(m), graphs[m.name], rows[m.name])
+        for m in models
+        if m.name in rows and m.name in graphs
+    ]
+    rules = graph_rules(measured, rules)
+    say(f"fused pairs, as the runtime's graphs show them: {', '.join('+'.join(p) for p in sorted(rules.fused))}")
+    event_us = event_overhead_us(measured, fixed_ms)
+    data = in_graph_rows(measured, rules, fixed_ms, event_us)
+    unmapped = f"; {len(data.models_left_out)} models not mapped" if data.models_left_out else ""
+    say(
+        f"{len(data.rows)} kernel times from inside {len(measured) - len(data.models_left_out)} models (profiler:"
+        f" {event_us:.2f} µs per node event, calibrated out); {data.kernels_shared} of them ran inside one node"
+        f" with another kernel (its time shared by work){unmapped}"
+    )
+    if not data.rows:
+        raise PredictorError("no kernel times could be taken from the runtime's graphs",
+                             hint="fit with kernels measured alone: hwlab predictors fit --standalone")  # fmt: skip
+    return _Fitted(_fit_all(data.rows, plan), rules, {"training-models": _table_ref(table.folder)}, "in-graph")
+
+
+def fit_in_graph_overhead(sums_ms: np.ndarray, measured_ms: np.ndarray, fixed_cost_ms: float | None) -> Overhead:
+    """In-graph kernel times hold no per-inference cost: a model is its kernels plus ``fixed`` once, fitted by
+    least squares on relative error (no lower than 0); no prediction is below the measured fixed cost."""
+    weights = 1.0 / measured_ms
+    fixed = float(np.sum((measured_ms - sums_ms) * weights**2) / np.sum(weights**2)) if len(sums_ms) else 0.0
+    floor = fixed_cost_ms or 0.0
+    return Overhead(0.0, max(fixed, 0.0), floor, kernel_floor_ms=0.0)
+
+
+def _table_ref(folder: Path) -> dict[str, str]:
+    return {"path": str(folder), "sha256": _sha256(folder / "ops.jsonl")}
 
 
 def _sha256(path: Path) -> str:

@@ -17,11 +17,14 @@ from typing import Protocol
 
 import numpy as np
 
-from hwlab.errors import TableError
+from hwlab.errors import PredictorError, TableError
 from hwlab.search.space import Arch, SearchSpace, encode
 from hwlab.space import SPOS_CHOICES, spos_block_op, spos_config_ops
 from hwlab.space.spos import spos_head_ops
 from hwlab.tables import LookupTable
+
+# A predictor covers a space when at most this share of the space's predicted time is extrapolated.
+MAX_OUTSIDE_SHARE = 0.05
 
 
 class LatencySource(Protocol):
@@ -43,21 +46,42 @@ class PredictorLatency:
         self.name = f"predictor {device}/{backend}"
         predictor = Predictor.load(device, backend, root, force=force)
         self.table = SposLatencyTable(predictor, space.config)
-        fitted = predictor.loaded.meta.get("plan", {}).get("spos_input")
-        config = space.config
-        self.note: str | None = None  # set when the space lies outside what the predictor was fitted on
-        if fitted is not None and (config.input_size != fitted or config.width != 1.0):
-            self.note = (
-                f"the predictor was fitted on SPOS at {fitted}x{fitted}, width 1; this space is"
-                f" {config.input_size}x{config.input_size}, width {config.width:g}, where its error is unchecked:"
-                " the winner's measurement tells, or search with --latency-source table"
-            )
+        self.note: str | None = None  # set when --force searches a space the predictor does not cover
+        share = self.table.outside_share
+        if share is not None and share <= MAX_OUTSIDE_SHARE:
+            return
+        c = space.config
+        what = (
+            "records no domain (it was fitted before hwlab kept one), so whether it covers"
+            if share is None
+            else f"was fitted on kernels that do not cover {share:.0%} of the predicted time of"
+        )
+        size = f"{c.input_size}x{c.input_size}, width {c.width:g}"
+        problem = f"the predictor {device}/{backend} {what} this space ({size})"
+        if force:
+            self.note = f"{problem}: its error there is unchecked; the winner's measurement tells"
+            return
+        raise PredictorError(problem, hint=f"fit one that does: {fit_command(space, device, backend, root)};"
+                             " or search with --latency-source table, or pass --force")  # fmt: skip
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         if not archs:
             return np.zeros(0)
         coded = [encode(a, self.space.scales) for a in archs]
         return self.table.batch_ms(np.array([c for c, _ in coded]), np.array([s for _, s in coded]))
+
+
+def fit_command(space: SearchSpace, device: str, backend: str, root: Path) -> str:
+    """The ``hwlab predictors fit`` command whose predictor covers ``space`` (and the default spaces)."""
+    from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
+
+    c = space.config
+    wanted = SposShape(c.input_size, c.width, c.stem_stride, c.num_classes)
+    shapes = [wanted, *(s for s in DEFAULT_SPOS_SHAPES if s != wanted)]
+    return (
+        f"hwlab predictors fit --device {shlex.quote(device)} --backend {backend}"
+        f" --predictors-dir {shlex.quote(str(root))} --spos-space {' '.join(str(s) for s in shapes)}"
+    )
 
 
 def profile_command(space: SearchSpace, table: LookupTable) -> str:

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 import hwlab
 from hwlab.cli import main
-from hwlab.errors import UnknownKernelError, UnknownOpError
+from hwlab.errors import PredictorError, UnknownKernelError, UnknownOpError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure.settings import stopping
@@ -22,6 +22,7 @@ from hwlab.predictors.fastpath import SposLatencyTable
 from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Overhead, Predictor
 from hwlab.predictors.regress import CANDIDATES
+from hwlab.predictors.shapes import SposShape
 from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable
@@ -29,8 +30,10 @@ from hwlab.zoo import SposNet, sample_family
 from hwlab.zoo.blocks import ZeroPad
 
 QUICK = stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05)  # what is tested is the pipeline, not accuracy
-PLAN = FitPlan(spos_input=32, spos_models=2, family_models=1, calibration_models=1, adaptive_rounds=1, neighbours=1,
-               adaptive_limit=8, kernel_settings=QUICK, model_settings=QUICK, candidates=CANDIDATES[:1])  # fmt: skip
+# Kernels measured alone (the path of runtimes that show no graph); test_predict_ingraph.py fits from graphs.
+PLAN = FitPlan(spos_shapes=(SposShape(32, 1.0),), spos_models=2, family_models=1, calibration_models=1,
+               in_graph=False, adaptive_rounds=1, neighbours=1, adaptive_limit=8, kernel_settings=QUICK,
+               model_settings=QUICK, candidates=CANDIDATES[:1])  # fmt: skip
 # Fixed rules, so which kernels exist does not hang on timings near the noise (the probe that measures
 # rules is tested in test_predict_fusion.py): conv and dwconv absorb their BN and activation, nothing else.
 RULES = FusionRules(frozenset({("conv", "bn"), ("conv", "relu"), ("dwconv", "bn"), ("dwconv", "relu")}))
@@ -57,7 +60,8 @@ def test_fit_measures_into_tables_and_saves_with_provenance(fitted) -> None:  # 
     failed = [(r["key"], r["error"]) for r in kernels if r["status"] != "ok"]
     assert len(kernels) > 20 and not failed, failed
     assert len(meta["tables"]["kernels"]["sha256"]) == 64
-    assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms", "floor_ms"}
+    assert set(meta["overhead"]) == {"per_kernel_ms", "fixed_ms", "floor_ms", "kernel_floor_ms"}
+    assert meta["targets"] == "standalone" and meta["overhead"]["kernel_floor_ms"] is None
     assert (root / "local" / "onnxruntime" / "predictor.json").exists()
 
 
@@ -176,12 +180,12 @@ def test_an_op_outside_the_list_is_an_error_naming_op_and_node(fitted) -> None: 
 
 def test_fast_path_equals_the_full_prediction(fitted) -> None:  # type: ignore[no-untyped-def]
     _, _, predictor = fitted
-    table = SposLatencyTable(predictor, PLAN.spos_config)
+    table = SposLatencyTable(predictor, PLAN.spos_configs[0])
     rng = random.Random(3)
     for _ in range(2):
         choices = [rng.randrange(4) for _ in range(20)]
-        scales = [rng.choice(PLAN.spos_config.channel_scales) for _ in range(20)]
-        net = SposNet(PLAN.spos_config, choices, scales)
+        scales = [rng.choice(PLAN.spos_configs[0].channel_scales) for _ in range(20)]
+        net = SposNet(PLAN.spos_configs[0], choices, scales)
         path = export_module(net, torch.randn(net.input_shape), "onnx", name=net.name).path
         assert table.latency_ms(choices, scales) == pytest.approx(predictor.predict_onnx(path).total_ms, rel=1e-9)
     batch = table.batch_ms(np.array([choices, choices]), np.array([[1] * 20, [1] * 20]))
@@ -219,15 +223,28 @@ def test_a_one_conv_model_is_never_predicted_below_the_fixed_cost(fitted, tmp_pa
     assert predictor.overhead.fixed_ms >= floor
 
 
-def test_search_latency_notes_a_space_outside_the_fit(fitted) -> None:  # type: ignore[no-untyped-def]
+def test_search_refuses_a_predictor_that_does_not_cover_its_space(fitted) -> None:  # type: ignore[no-untyped-def]
     from hwlab.search.latency import PredictorLatency
     from hwlab.search.space import SearchSpace
 
     _, root, _ = fitted
-    inside = PredictorLatency(SearchSpace.of(input_size=32, width=1.0), "local", "onnxruntime", root)
-    assert inside.note is None
-    outside = PredictorLatency(SearchSpace.of(input_size=32, width=0.25), "local", "onnxruntime", root)
-    assert outside.note and "32x32, width 0.25" in outside.note and "--latency-source table" in outside.note
-    arch = SearchSpace.of(input_size=32, width=0.25).sample(random.Random(0))
-    # The note warns; the prediction is still made (its value depends on this run's measurements).
-    assert np.isfinite(outside([arch])[0])
+    fitted_space = SearchSpace.of(input_size=32, width=1.0, num_classes=1000, stem_stride=2)
+    inside = PredictorLatency(fitted_space, "local", "onnxruntime", root)
+    assert inside.note is None and inside.table.outside_share is not None and inside.table.outside_share <= 0.05
+    narrow = SearchSpace.of(input_size=32, width=0.25)  # a quarter of the channels it was fitted on
+    with pytest.raises(PredictorError, match=r"do not cover \d+% of the predicted time.*32x32, width 0.25") as err:
+        PredictorLatency(narrow, "local", "onnxruntime", root)
+    assert "hwlab predictors fit --device local --backend onnxruntime" in err.value.hint
+    assert "--spos-space 32,0.25,1,10" in err.value.hint
+    forced = PredictorLatency(narrow, "local", "onnxruntime", root, force=True)
+    assert forced.note and "unchecked" in forced.note
+    assert np.isfinite(forced([narrow.sample(random.Random(0))])[0])
+
+
+def test_every_prediction_says_how_much_of_it_is_extrapolated(fitted) -> None:  # type: ignore[no-untyped-def]
+    _, _, predictor = fitted
+    big = torch.nn.Sequential(torch.nn.Conv2d(3, 1024, 3, padding=1), torch.nn.ReLU()).eval()  # > any zoo model
+    prediction = predictor.predict(big, torch.zeros(1, 3, 224, 224))
+    assert prediction.outside == [True] and prediction.outside_share == 1.0
+    report = prediction.to_json()
+    assert report["outside_domain_share"] == 1.0 and report["kernels"][0]["outside_domain"] is True

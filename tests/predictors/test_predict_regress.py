@@ -9,12 +9,15 @@ from hwlab.predictors.kernels import FEATURES
 from hwlab.predictors.regress import (
     CANDIDATES,
     FAMILIES,
+    Domain,
     TreeEnsemble,
     build_model,
     export_ensemble,
     fit_kernel_regressor,
+    fit_work,
     rmspe,
     within,
+    work_ms,
 )
 
 # Small versions of each family, so the tests stay fast.
@@ -142,3 +145,35 @@ def test_few_rows_use_the_simplest_candidate_scored_leave_one_out() -> None:
 def test_bad_rows_are_refused(X: np.ndarray, y: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         fit_kernel_regressor(X, y)
+
+
+def test_a_kernel_larger_than_any_measured_is_predicted_by_its_work_line() -> None:
+    """Trees alone predict a kernel ten times larger than the largest measured like the largest measured;
+    with the work line a latency proportional to flops carries on proportionally."""
+    X, y = linear_kernels(200, seed=4)
+    fitted = fit_kernel_regressor(X, y, candidates=QUICK[:1])
+    col = FEATURES.index("flops")
+    big = X[np.argmax(X[:, col])].copy()
+    big[col] *= 10
+    truth = 2e-8 * big[col] + 0.05
+    assert fitted.predict_ms(big[None, :])[0] == pytest.approx(truth, rel=0.15)
+    assert fitted.work[1] > 0  # the flops term carries it
+
+
+def test_the_work_line_never_goes_negative_and_is_constant_without_work() -> None:
+    X = np.zeros((12, len(FEATURES)))
+    y = np.linspace(0.01, 0.02, 12)
+    work = fit_work(X, y)
+    assert all(c >= 0 for c in work) and work_ms(work, X).min() > 0
+
+
+def test_the_domain_is_the_range_of_every_feature_fitted_on() -> None:
+    X, y = linear_kernels(60, seed=5)
+    fitted = fit_kernel_regressor(X, y, candidates=QUICK[:1])
+    assert fitted.domain is not None
+    assert fitted.domain.low == tuple(X.min(axis=0)) and fitted.domain.high == tuple(X.max(axis=0))
+    assert not fitted.domain.outside(X).any()
+    wider = X[:2].copy()
+    wider[0, FEATURES.index("cin")] = X[:, FEATURES.index("cin")].max() * 2
+    assert fitted.domain.outside(wider).tolist() == [True, False]
+    assert Domain(fitted.domain.low, fitted.domain.high) == fitted.domain

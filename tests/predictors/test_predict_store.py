@@ -249,3 +249,47 @@ def test_backend_all_shows_every_fitted_predictor_of_the_device(
     assert main(["predictors", "show", "--device", "elsewhere", "--backend", "all", "--predictors-dir",
                  str(tmp_path)]) == 1  # fmt: skip
     assert "no predictor for 'elsewhere'" in capsys.readouterr().err
+
+
+def test_work_lines_and_domains_are_kept(saved: Path, regressors: dict[str, FittedRegressor]) -> None:
+    loaded = load_predictor(saved)
+    X, _ = rows(40, 0)
+    for kernel_type, fitted in regressors.items():
+        assert loaded.works[kernel_type] == fitted.work and loaded.domains[kernel_type] == fitted.domain
+        assert not loaded.outside(kernel_type, X).any()
+    beyond = X[:1].copy()
+    beyond[0, FEATURES.index("flops")] = 1e12
+    assert loaded.outside("fc", beyond).tolist() == [True]
+
+
+def test_a_predictor_from_before_work_lines_still_loads_and_knows_no_domain(
+    saved: Path, regressors: dict[str, FittedRegressor]
+) -> None:
+    def older(data: dict[str, Any]) -> None:  # what hwlab wrote before: trees alone, no domain
+        data["transform"] = {"features": "log1p", "target": "log"}
+        for entry in data["kernels"].values():
+            del entry["work"], entry["domain"]
+
+    edit_index(saved, older)
+    loaded = load_predictor(saved)
+    X, _ = rows(5, 2)
+    ensemble = regressors["fc"].ensemble
+    np.testing.assert_allclose(loaded.predict("fc", X), np.exp(ensemble.predict(np.log1p(X))))
+    assert loaded.outside("fc", X) is None
+
+
+@pytest.mark.parametrize(
+    "work",
+    [[1.0, 2.0], [1.0, -1.0, 0.0, 0.0], "line", [1.0, 0.0, 0.0, True]],
+    ids=["short", "negative", "text", "bool"],
+)
+def test_a_damaged_work_line_is_refused(saved: Path, work: Any) -> None:
+    edit_index(saved, lambda d: d["kernels"]["fc"].update(work=work))
+    with pytest.raises(PredictorError, match="'work' must be 4 finite numbers"):
+        load_predictor(saved)
+
+
+def test_a_damaged_domain_is_refused(saved: Path) -> None:
+    edit_index(saved, lambda d: d["kernels"]["fc"].update(domain={"low": [0.0], "high": [1.0]}))
+    with pytest.raises(PredictorError, match="'domain' must hold"):
+        load_predictor(saved)
