@@ -98,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "that does not cover its space",
     )  # fmt: skip
     fit.add_argument("--spos-models", type=count_arg, default=4, help="SPOS training architectures per space")
+    fit.add_argument(
+        "--standalone", action="store_true",
+        help="learn every kernel measured alone, even where the runtime shows its graph (the default there "
+        "learns kernels inside whole models)",
+    )  # fmt: skip
     fit.add_argument("--family-models", type=count_arg, default=8, help="training models per zoo family")
     fit.add_argument("--rounds", type=whole(0, 1000), default=1, help="adaptive sampling rounds")
     fit.add_argument("--seed", type=whole(0), default=0, help="seed of the training models")
@@ -253,7 +258,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     plan = FitPlan(
         spos_shapes=tuple(dict.fromkeys(args.spos_space or DEFAULT_SPOS_SHAPES)), spos_models=args.spos_models,
-        family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed,
+        family_models=args.family_models, adaptive_rounds=args.rounds, seed=args.seed, in_graph=not args.standalone,
     )  # fmt: skip
     console = stderr_console() if args.json else Console()
     fitted = _for_each_backend(

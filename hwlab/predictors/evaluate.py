@@ -20,18 +20,15 @@ import numpy as np
 from hwlab.errors import TableError
 from hwlab.noise import noise_ceiling
 from hwlab.predictors.dataset import distinct_kernels, onnx_path
-from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Predictor, predictor_dir
 from hwlab.predictors.regress import rmspe, within
 from hwlab.predictors.shapes import SposShape
-from hwlab.predictors.train import FitPlan, calibration_models, model_item
+from hwlab.predictors.train import NO_FUSION, FitPlan, calibration_models, model_item
 from hwlab.profile import ProfileRequest, profile
 from hwlab.progress import Progress
 from hwlab.tables import LookupTable
 from hwlab.tables.store import write_json_atomic
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
-
-NO_FUSION = FusionRules(frozenset())
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from hwlab.predictors.dataset import (
 from hwlab.predictors.extract import kernel_models
 from hwlab.predictors.fusion import OVERHEAD, measure_fusion_rules
 from hwlab.predictors.graph import onnx_kernels
-from hwlab.predictors.ingraph import MeasuredGraph, event_overhead_us, graph_rules, in_graph_rows
+from hwlab.predictors.ingraph import MIN_KERNEL_MS, MeasuredGraph, event_overhead_us, graph_rules, in_graph_rows
 from hwlab.predictors.kernelgen import neighbour_items
 from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
@@ -53,6 +53,8 @@ from hwlab.tables import LookupTable
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
 Say = Callable[[str], None]
+
+NO_FUSION = FusionRules(frozenset())  # every op its own kernel
 
 # Runtimes whose runner captures the graph they execute (runners/hwlab_runner/runtime_graph.py).
 GRAPH_RUNTIMES = ("onnxruntime",)
@@ -321,7 +323,33 @@ def _fit_in_graph(
     if not data.rows:
         raise PredictorError("no kernel times could be taken from the runtime's graphs",
                              hint="fit with kernels measured alone: hwlab predictors fit --standalone")  # fmt: skip
-    return _Fitted(_fit_all(data.rows, plan), rules, {"training-models": _table_ref(table.folder)}, "in-graph")
+    tables = {"training-models": _table_ref(table.folder)}
+    alone, folder = _single_ops_alone(base, plan, models, {r["op"] for r in data.rows}, fixed_ms, progress)
+    if folder is not None:
+        say(f"{len(alone)} kernels of op types the runtime always fused with a neighbour, measured alone")
+        tables["kernels"] = _table_ref(folder)
+    return _Fitted(_fit_all([*data.rows, *alone], plan), rules, tables, "in-graph")
+
+
+def _single_ops_alone(
+    base: ProfileRequest, plan: FitPlan, models: list[ZooModel], learned: set[str], fixed_ms: float,
+    progress: Progress | None,
+) -> tuple[list[dict[str, Any]], Path | None]:  # fmt: skip
+    """Rows (and their table) for the op types that the training models never ran on their own (a LeakyRelu,
+    a Tanh the runtime always fused into the convolution before it): each such op of the models measured
+    alone, less the runtime's fixed cost, so a model that has one on its own is still predicted."""
+    items = [item for item in distinct_kernels(models, NO_FUSION) if item.fields["op"] not in learned]
+    if not items:
+        return [], None
+    report = profile(replace(base, specs=items, space="kernels", table_name="kernels", settings=plan.kernel_settings),
+                     progress)  # fmt: skip
+    wanted = {item.key for item in items}
+    rows = [
+        {**row, "median_ms": max(row["median_ms"] - fixed_ms, MIN_KERNEL_MS)}
+        for row in LookupTable(report.table.folder)
+        if row["key"] in wanted and row.get("status") == "ok" and row.get("median_ms")
+    ]
+    return rows, report.table.folder
 
 
 def fit_in_graph_overhead(sums_ms: np.ndarray, measured_ms: np.ndarray, fixed_cost_ms: float | None) -> Overhead:
