@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_predict_pipeline import ONE_OP_MODELS
+from test_predict_pipeline import unpredicted_ops
 
-from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure.settings import stopping
 from hwlab.predictors.dataset import onnx_path, training_models
@@ -97,13 +96,4 @@ def test_every_common_cnn_op_alone_is_predicted(fitted) -> None:  # type: ignore
     """Even an op the runtime always fused into a neighbour in the training models (a LeakyRelu after a
     convolution) is predicted where a model has it on its own."""
     predictor, _ = fitted
-    failed = {}
-    for i, (op_type, module, inputs) in enumerate(ONE_OP_MODELS):
-        path = export_module(module, inputs, "onnx", name=f"one-{op_type}-{i}").path
-        try:
-            prediction = predictor.predict_onnx(path)
-        except Exception as err:  # collected: one assert naming every op that fails
-            failed[op_type] = str(err)
-            continue
-        assert prediction.total_ms >= predictor.overhead.floor_ms > 0
-    assert not failed, failed
+    assert not unpredicted_ops(predictor)

@@ -158,6 +158,11 @@ ONE_OP_MODELS = [
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_every_common_cnn_op_alone_is_predicted(fitted) -> None:  # type: ignore[no-untyped-def]
     _, _, predictor = fitted
+    assert not unpredicted_ops(predictor)
+
+
+def unpredicted_ops(predictor: Predictor) -> dict[str, str]:
+    """Each op of ONE_OP_MODELS whose one-op model cannot be predicted, with the error (every op is tried)."""
     failed = {}
     for i, (op_type, module, inputs) in enumerate(ONE_OP_MODELS):
         path = export_module(module, inputs, "onnx", name=f"one-{op_type}-{i}").path
@@ -168,7 +173,7 @@ def test_every_common_cnn_op_alone_is_predicted(fitted) -> None:  # type: ignore
             failed[op_type] = str(err)
             continue
         assert prediction.total_ms >= predictor.overhead.floor_ms > 0
-    assert not failed, failed
+    return failed
 
 
 def test_an_op_outside_the_list_is_an_error_naming_op_and_node(fitted) -> None:  # type: ignore[no-untyped-def]
