@@ -233,7 +233,8 @@ def fit_work(X: np.ndarray, y_ms: np.ndarray) -> tuple[float, ...]:
 
 def predict_ms(ensemble: TreeEnsemble, X: np.ndarray, work: tuple[float, ...] | np.ndarray = PLAIN_WORK) -> np.ndarray:
     """Latency (ms) of each row of raw kernel features, undoing the fit's transforms."""
-    return work_ms(work, X) * np.exp(ensemble.predict(transform_features(X)))
+    trees = ensemble.predict(transform_features(X))  # first: it checks the rows' shape
+    return work_ms(work, X) * np.exp(trees)
 
 
 @dataclass(frozen=True)
