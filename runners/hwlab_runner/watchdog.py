@@ -33,18 +33,32 @@ def _reader_gone(fd: int) -> bool:
     return any(mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, mask in events)
 
 
+def _identity(fd: int | None) -> tuple[int, int, int] | None:
+    """(fd, device, inode) of an open descriptor; None when closed. The results descriptor is watched only
+    while it is still the same file: once the runner closes it, its number may be reused by a library (a
+    socket that reports a hang-up of its own), which must not stop the runner."""
+    if fd is None:
+        return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return fd, info.st_dev, info.st_ino
+
+
 def watch_host(results_fd: int | None = None, interval: float = 0.5) -> threading.Thread | None:
     """Start the watchdog (a daemon thread); None where the OS has no parent ids to watch."""
     if not hasattr(os, "getppid") or not hasattr(signal, "SIGTERM"):
         return None
     parent = os.getppid()
+    results = _identity(results_fd)
 
     def watch() -> None:
         stop = threading.Event()
         while not stop.wait(interval):
             if os.getppid() != parent:
                 why = f"parent {parent} exited"
-            elif results_fd is not None and _reader_gone(results_fd):
+            elif results is not None and _identity(results_fd) == results and _reader_gone(results[0]):
                 why = "nobody reads the results any more"
             else:
                 continue
