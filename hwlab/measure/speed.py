@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,12 +115,20 @@ def grain_line(
         for k in anchors_us.keys() & reference_us.keys()
         if anchors_us[k] > 0 and reference_us[k] > 0 and nodes.get(k, 0) > 0
     ]
-    if len({round(g, 9) for g, _ in points}) < 2:
+    fitted = fit_line(points)
+    if fitted is None:
         return None
-    mean_g = sum(g for g, _ in points) / len(points)
+    return *fitted, min(g for g, _ in points), max(g for g, _ in points)
+
+
+def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """(intercept, slope) of y on x by least squares; None with fewer than two distinct x."""
+    if len({round(x, 9) for x, _ in points}) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
     mean_y = sum(y for _, y in points) / len(points)
-    b = sum((g - mean_g) * (y - mean_y) for g, y in points) / sum((g - mean_g) ** 2 for g, _ in points)
-    return mean_y - b * mean_g, b, min(g for g, _ in points), max(g for g, _ in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+    return mean_y - slope * mean_x, slope
 
 
 def anchor_median_us(result: Mapping[str, Any]) -> float | None:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from hwlab.measure.speed import fit_line
 from hwlab.predictors.graph import view_kernels
 from hwlab.predictors.graph_load import GraphView, build_view, load_model
 from hwlab.predictors.graph_ops import build_ops
@@ -128,11 +129,8 @@ def grain_slope(graphs: Sequence[MeasuredGraph]) -> tuple[float, float, float]:
         if g.nodes and g.raw_ms > 0 and g.measured_ms > 0
     ]
     grains = [p for p, _ in points]
-    if len(points) < 2 or max(grains) - min(grains) < 1e-9:
-        return 0.0, min(grains, default=0.0), max(grains, default=0.0)
-    mean_g, mean_y = sum(grains) / len(points), sum(y for _, y in points) / len(points)
-    slope = sum((g - mean_g) * (y - mean_y) for g, y in points) / sum((g - mean_g) ** 2 for g in grains)
-    return slope, min(grains), max(grains)
+    fitted = fit_line(points)
+    return (0.0 if fitted is None else fitted[1]), min(grains, default=0.0), max(grains, default=0.0)
 
 
 def in_graph_rows(graphs: Sequence[MeasuredGraph], rules: FusionRules, fixed_ms: float, event_us: float) -> InGraphRows:
