@@ -4,7 +4,7 @@ No predictor can agree with a measurement better than two measurements of the sa
 with each other, so this is the ceiling every predictor evaluation is printed beside. Two runs of
 the same reference models (SPOS architectures of the default search space and the project's CNN
 families) are measured ``gap_s`` apart, each a normal profile into a table of its own; their raw
-medians and their corrected medians (rounds and anchors) are compared model by model. Steal time
+medians and their corrected figures (floors and anchors) are compared model by model. Steal time
 and the device's temperatures and frequencies are read where the device has them.
 
 The report is stored beside the device's tables in ``<tables>/<device>/noise.json``, newest last.

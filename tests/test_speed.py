@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def job_lines(speeds: list[float], models: dict[str, tuple[int, float]]) -> list
         lines.append({"key": key, "status": "ok", "anchor": is_anchor(key), "schedule": "rounds",
                       "summary": {"n": len(raw), "median_us": raw[len(raw) // 2]},
                       "rounds": {"group": 0, "n": 5, "corrected_median_us": c.median_us, "ci_rel": c.ci_rel,
-                                 "spread_rel": c.spread_rel, "sensitivity": c.sensitivity}})  # fmt: skip
+                                 "spread_rel": c.spread_rel, "sensitivity": c.sensitivity,
+                                 "floor_us": c.floor.us, "floor_ci_rel": c.floor.ci_rel}})  # fmt: skip
     return lines
 
 
@@ -54,17 +56,18 @@ def rows_of(lines: list[dict], scale: SpeedScale) -> dict[str, Row]:  # type: ig
 
 
 def test_two_jobs_in_different_states_align_through_the_anchors(tmp_path: Path) -> None:
-    # Yesterday: kernels k1, k2 with the machine in its usual state. Today: k1 and k3, the machine busier
-    # (its state 1.3, so k1, of sensitivity 1.6, runs 1.3^1.6 = 52 % slower and k3, of 0.6, 17 %) and
-    # drifting within the job. Each model is divided by exp(its sensitivity x its group's shift against
-    # the reference yesterday's job set), so k1 reads the same both days and k3 is on yesterday's scale.
+    # Yesterday: kernels k1, k2 with the machine quiet in three rounds of five. Today: k1 and k3, the
+    # machine never quiet (at best 1.3, so k1, of sensitivity 1.6, runs 1.3^1.6 = 52 % slower and k3, of
+    # 0.6, 17 %) and drifting within the job. Each model is divided by exp(its sensitivity x its group's
+    # shift against the reference yesterday's job set), so k1 reads the same both days and k3 is on
+    # yesterday's scale.
     yesterday = SpeedScale(tmp_path, "d", SETTING, set_by="d/onnxruntime/kernels")
-    first = rows_of(job_lines([1.0, 1.2, 0.85, 1.0, 1.1], {k: MODEL_BASES[k] for k in ("k1", "k2")}), yesterday)
+    first = rows_of(job_lines([1.0, 1.2, 1.0, 1.0, 1.1], {k: MODEL_BASES[k] for k in ("k1", "k2")}), yesterday)
     assert "this run set the reference speed" in str(yesterday.note)
     assert (tmp_path / "d" / REFERENCE_FILE).exists()
-    assert first["k1"].speed_factor == 1.0 and first["k1"].correction == "rounds+anchors"
+    assert first["k1"].speed_factor == 1.0 and first["k1"].correction == "floor+anchors"
     today = SpeedScale(tmp_path, "d", SETTING, set_by="d/onnxruntime/models")
-    second = rows_of(job_lines([1.3, 1.6, 1.1, 1.3, 1.45], {k: MODEL_BASES[k] for k in ("k1", "k3")}), today)
+    second = rows_of(job_lines([1.3, 1.6, 1.3, 1.3, 1.45], {k: MODEL_BASES[k] for k in ("k1", "k3")}), today)
     assert today.note is None  # the reference was there: it is used, never rewritten
     assert second["k1"].raw_median_ms > 1.45 * first["k1"].raw_median_ms  # raw figures kept beside
     assert second["k1"].speed_factor == pytest.approx(1.3**1.6, rel=2e-3)
@@ -90,7 +93,7 @@ def test_two_jobs_align_by_grain_where_node_counts_are_known(tmp_path: Path) -> 
     first = rows_of(lines, yesterday)
     slowed = json.loads(json.dumps(lines))
     for line in slowed:
-        line["rounds"]["corrected_median_us"] *= slowdown(line["key"])
+        line["rounds"]["floor_us"] *= slowdown(line["key"])
     second = rows_of(slowed, SpeedScale(tmp_path, "d", SETTING, set_by="t", nodes=nodes))
     assert second["k2"].speed_factor == pytest.approx(slowdown("k2"), rel=1e-5)
     assert second["k2"].median_ms == pytest.approx(first["k2"].median_ms, rel=1e-5)
@@ -109,11 +112,27 @@ def test_a_reference_belongs_to_one_setting(tmp_path: Path) -> None:
     assert state_shift({"a": 2.0}, {"b": 1.0}) is None
 
 
+def test_a_reference_of_medians_is_never_mixed_with_floors(tmp_path: Path) -> None:
+    """A reference an older hwlab set holds its anchors' medians in a median state: floors of today's jobs
+    against it would read as a faster machine. It is kept, and a floor reference starts beside it."""
+    older = {**asdict(SETTING), "anchors_us": {"anchor:dwsep": 3.0}, "set_by": "old", "set_at": "then"}
+    del older["statistic"]
+    path = tmp_path / "d" / REFERENCE_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format": 1, "references": [older]}))
+    assert reference_for(tmp_path, "d", SETTING) is None
+    scale = SpeedScale(tmp_path, "d", SETTING, set_by="today")
+    rows_of(job_lines([1.0] * 5, {"k1": (1000, 1.0)}), scale)
+    assert "this run set the reference speed" in str(scale.note)
+    entries = json.loads(path.read_text())["references"]
+    assert [e.get("statistic") for e in entries] == [None, "floor"]
+
+
 def test_rows_without_anchors_say_they_are_off_the_reference_scale(tmp_path: Path) -> None:
     scale = SpeedScale(tmp_path, "d", SETTING, set_by="t")
     models_only = [line for line in job_lines([1.0] * 5, {"k1": (1000, 1.0)}) if not line["anchor"]]
     row = rows_of(models_only, scale)["k1"]
-    assert row.speed_factor is None and row.correction == "rounds" and "no anchor was measured" in str(scale.note)
+    assert row.speed_factor is None and row.correction == "floor" and "no anchor was measured" in str(scale.note)
     assert "had no anchor measured with them" in str(uncorrected_note([row.to_json()]))
 
 

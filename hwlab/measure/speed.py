@@ -1,7 +1,7 @@
 """The device's reference state, and each job's state against it, from the anchor models.
 
 A device's first measuring run (per backend, runtime version, threads, core mask and compute
-device) stores its anchors' corrected medians as the device's reference in
+device) stores its anchors' figures (their floors: runners/hwlab_runner/rounds.py) as the device's reference in
 ``<tables>/<device>/speed-reference.json``. Every later job measures the same anchors in every
 group, and each of its models is moved onto the reference state.
 
@@ -46,6 +46,7 @@ class Setting:
     core_mask: str | None
     compute: str = "cpu"
     anchor_set: str = ANCHOR_SET
+    statistic: str = "floor"  # the anchors' figure the reference holds (an older reference's: a median)
 
 
 def _path(root: Path, device: str) -> Path:
@@ -132,9 +133,12 @@ def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | Non
 
 
 def anchor_median_us(result: Mapping[str, Any]) -> float | None:
-    """An anchor line's figure: its rounds-corrected median, or the median of its block."""
+    """An anchor line's figure: its floor over the rounds, as its models' (hwlab.tables.rows), or the median
+    of its block."""
     rounds = result.get("rounds") or {}
-    value = rounds.get("corrected_median_us") or (result.get("summary") or {}).get("median_us")
+    value = (
+        rounds.get("floor_us") or rounds.get("corrected_median_us") or (result.get("summary") or {}).get("median_us")
+    )
     return float(value) if value else None
 
 

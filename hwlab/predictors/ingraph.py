@@ -57,15 +57,21 @@ class MeasuredGraph:
     name: str
     view: GraphView
     split: RuntimeSplit
-    measured_ms: float  # unprofiled, drift-corrected median
-    raw_ms: float  # unprofiled, as measured (the speed the graph was profiled at, a moment later)
+    measured_ms: float  # unprofiled, on the reference scale (a floor row: its quiet-state figure)
+    raw_ms: float  # unprofiled, in the state the graph was profiled in (not yet on the reference scale)
 
     @classmethod
     def of(cls, name: str, path: Path | str, graph: dict[str, Any], row: dict[str, Any]) -> MeasuredGraph:
-        """From a table row of the model and its captured graph."""
+        """From a table row of the model and its captured graph. The runner profiles the graph's quiet runs,
+        so a floor row's figure before its speed factor is the unprofiled time in that state; an older row's
+        raw median is the nearest there is."""
         view = build_view(load_model(path))
         measured = float(row["median_ms"])
-        return cls(name, view, runtime_split(view, graph), measured, float(row.get("raw_median_ms") or measured))
+        if str(row.get("correction") or "").startswith("floor"):
+            raw = measured * float(row.get("speed_factor") or 1.0)
+        else:
+            raw = float(row.get("raw_median_ms") or measured)
+        return cls(name, view, runtime_split(view, graph), measured, raw)
 
     @property
     def events(self) -> int:

@@ -74,7 +74,7 @@ class FitPlan:
     candidates: tuple[dict[str, Any], ...] = CANDIDATES  # regressors cross-validated per kernel type
     seed: int = 0
     in_graph: bool = True  # learn kernels inside whole models where the runtime shows its graph
-    graph_runs: int = 20  # profiled calls per captured graph
+    graph_runs: int = 40  # profiled calls per captured graph (the quietest quarter are kept)
     fusion_settings: MeasureSettings = stopping(min_time_s=0.3, ci_rel=0.003)
     kernel_settings: MeasureSettings = stopping(min_time_s=0.05, max_time_s=1.0, ci_rel=0.03)
     model_settings: MeasureSettings = stopping(min_time_s=0.2, max_time_s=3.0)

@@ -5,11 +5,15 @@ shapes, a kernel's features) and then the same provenance and statistics columns
 for every row of every table, null where unknown, so ``pandas.read_json`` of any
 table sees one schema. A runner result line becomes a row here, in one place.
 
-``median_ms`` is the figure everything uses: the raw median with the rounds' states
-divided out, then the job's shift against the device's reference state, as much as this
-model's ``sensitivity`` makes it follow (``speed_factor``; ``correction`` says which applied), beside
-``raw_median_ms``. The other summary columns (p10, p90, IQR, mean, std, min) are of
-the raw samples. A row of an older table has no ``correction``: its median is raw.
+``median_ms`` is the figure everything uses, and ``correction`` says what it is. Measured in rounds
+by a current runner (``"floor+anchors"``): the model's floor, its time in the machine's quiet state
+(the geometric mean of its fastest rounds, see runners/hwlab_runner/rounds.py), divided by the job's
+``speed_factor`` against the device's reference state (hwlab/measure/speed.py). Disturbance only
+adds time, and the quiet state is what a rerun finds again: on a VM whose speed drifts by up to
+1.6x, floors of 100 models ten minutes apart agreed within ±5% for 96. ``"rounds+anchors"`` (an
+older runner): the median in the group's median state instead. Beside it, ``raw_median_ms`` is
+what was timed, disturbances and all. The other summary columns (p10, p90, IQR, mean, std, min)
+are of the raw samples. A row of an older table has no ``correction``: its median is raw.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class Row:
     sensitivity: float | None = None  # how strongly this model follows the machine's state (anchors' mean: 1)
     schedule: str | None = None  # "rounds" (interleaved with the job's other models) or "single" (one block)
     rounds: int | None = None
-    correction: str | None = None  # what median_ms has been corrected for: "rounds+anchors", "anchors", ...
+    correction: str | None = None  # what median_ms is: "floor+anchors", "rounds+anchors", "anchors", ...
     p10_ms: float | None = None
     p90_ms: float | None = None
     iqr_ms: float | None = None
@@ -157,11 +161,13 @@ def _governor_note(request: dict[str, Any] | None) -> str | None:
 
 
 def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, Any]:
-    """median_ms and its provenance: rounds-corrected, then divided by the job's speed factor."""
+    """median_ms and its provenance: the rounds' floor (or, from an older runner, the median in the group's
+    median state), then divided by the job's speed factor."""
     s, rounds = result["summary"], result.get("rounds")
     raw = s.get("median_us")
-    median = rounds.get("corrected_median_us") if rounds else raw
-    applied = (["rounds"] if rounds else []) + (["anchors"] if speed_factor else [])
+    floor = rounds.get("floor_us") if rounds else None
+    median = floor or (rounds.get("corrected_median_us") if rounds else raw)
+    applied = (["floor" if floor else "rounds"] if rounds else []) + (["anchors"] if speed_factor else [])
     if median is not None and speed_factor:
         median = median / speed_factor
     return {
@@ -172,7 +178,7 @@ def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, 
         "schedule": result.get("schedule", "single"),
         "rounds": rounds.get("n") if rounds else None,
         "correction": "+".join(applied) or "none",
-        "ci_rel": rounds.get("ci_rel") if rounds else s.get("ci_rel"),
+        "ci_rel": rounds.get("floor_ci_rel" if floor else "ci_rel") if rounds else s.get("ci_rel"),
     }
 
 
@@ -250,7 +256,7 @@ def uncorrected_note(rows: Iterable[Mapping[str, Any]]) -> str | None:
             f"{old} of {len(ok)} rows were measured before drift correction: their median_ms is the raw median,"
             " not on the device's reference scale; profile them again into a new table to correct them"
         )
-    bare = sum(1 for r in ok if r.get("correction") in ("none", "rounds"))
+    bare = sum(1 for r in ok if r.get("correction") in ("none", "rounds", "floor"))
     if bare:
         return f"{bare} of {len(ok)} rows had no anchor measured with them: not on the device's reference scale"
     return None

@@ -26,7 +26,7 @@ from .cooldown import cool_down
 from .energy import PowerPlan, PowerSampler, plan_power, power_result
 from .governor import CpuGovernor, set_for_job
 from .job import Job, ModelSpec
-from .rounds import Member, RoundsResult, measure_rounds
+from .rounds import Floor, Member, RoundsResult, measure_rounds
 from .signals import exit_on_signals
 from .stats import summarize
 from .timing import measure
@@ -375,6 +375,18 @@ def _capture_graph(job: Job, model: ModelSpec, backend: Backend, line: dict[str,
         line["runtime_graph"] = {"error": _error_text(e)}
 
 
+def _floor_fields(floor: Floor | None) -> dict[str, Any]:
+    if floor is None:
+        return {}
+    finite = math.isfinite(floor.ci_high_us)
+    return {
+        "floor_us": round(floor.us, SAMPLE_DIGITS),
+        "floor_ci_low_us": round(floor.ci_low_us, SAMPLE_DIGITS),
+        "floor_ci_high_us": round(floor.ci_high_us, SAMPLE_DIGITS) if finite else None,
+        "floor_ci_rel": round(floor.ci_rel, 6) if finite else None,
+    }
+
+
 def _round_result(
     line: dict[str, Any], key: str, result: RoundsResult, group: int, seed: int, confidence: float
 ) -> None:
@@ -406,5 +418,6 @@ def _round_result(
             "ci_rel": round(corrected.ci_rel, 6) if math.isfinite(corrected.ci_rel) else None,
             "spread_rel": round(corrected.spread_rel, 6) if math.isfinite(corrected.spread_rel) else None,
             "sensitivity": round(corrected.sensitivity, 6),
+            **_floor_fields(corrected.floor),
         },
     )

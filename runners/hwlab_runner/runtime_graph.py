@@ -12,9 +12,11 @@ options: one writes the graph at the *extended* level (fusions done, layout unto
 so its nodes keep the original tensors' names and can be mapped back), one at the
 measuring level (``all``: what was timed) with the profiler on, run ``warmup`` + ``runs``
 times. The line gets both node lists, and for the measured graph each node's mean time
-over the ``runs`` (µs, from the profiler's ``<node>_kernel_time`` events of those runs),
-with each run's total as the profiler saw it: the host calibrates the profiler's own
-overhead out against the unprofiled median. This never touches the measurement itself.
+over the quietest quarter of the ``runs`` (those of the lowest totals, at least
+QUIET_RUNS_AT_LEAST; µs, from the profiler's ``<node>_kernel_time`` events of those runs): the
+machine's quiet state, as a table's figure is (runners/hwlab_runner/rounds.py), so a run that a
+disturbance slowed does not skew the nodes' shares. The host calibrates the profiler's own
+overhead out against the unprofiled figure. This never touches the measurement itself.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .onnxgraph import graph_nodes
 class GraphRule:
     """How the runtime graph is captured: profiled calls after ``warmup`` untimed ones."""
 
-    runs: int = 20
+    runs: int = 40
     warmup: int = 3
 
 
@@ -45,10 +47,21 @@ def _runs_of(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
+QUIET_SHARE = 0.25  # the share of the profiled runs, the fastest, whose node times are kept
+QUIET_RUNS_AT_LEAST = 3
+
+
+def quiet_runs(runs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The fastest QUIET_SHARE of ``runs`` (at least QUIET_RUNS_AT_LEAST, all when fewer), in time order."""
+    keep = min(len(runs), max(QUIET_RUNS_AT_LEAST, round(len(runs) * QUIET_SHARE)))
+    fastest = sorted(runs, key=lambda span: span[1] - span[0])[:keep]
+    return sorted(fastest)
+
+
 def node_times(events: list[dict[str, Any]], skip: int) -> tuple[dict[str, float], list[float], dict[str, str]]:
-    """Each node's mean kernel time (µs) over the runs after the first ``skip``, each of those runs' total
-    (µs), and each node's executed op name, from onnxruntime's profiler events."""
-    runs = _runs_of(events)[skip:]
+    """Each node's mean kernel time (µs) over the quiet runs after the first ``skip``, each of those runs'
+    total (µs), and each node's executed op name, from onnxruntime's profiler events."""
+    runs = quiet_runs(_runs_of(events)[skip:])
     times: dict[str, list[float]] = {}
     ops: dict[str, str] = {}
     suffix = "_kernel_time"
@@ -110,8 +123,9 @@ def capture_onnxruntime(
             "level": str(measured.graph_optimization_level).rsplit(".", 1)[-1],
             "nodes": nodes,
             "fused_nodes": fused_nodes,
-            "runs": len(totals),
-            "profiled_run_us": round(statistics.median(totals), 3) if totals else None,
+            "runs": rule.runs,
+            "quiet_runs": len(totals),
+            "profiled_run_us": round(statistics.median(totals), 3) if totals else None,  # of the quiet runs
         }
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import pytest
 from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
+from hwlab_runner.runtime_graph import node_times
 from onnx import helper
 from onnx_graphs import make
 
@@ -121,3 +122,25 @@ def test_an_unknown_executed_node_is_unplaced_not_guessed(captured) -> None:  # 
                                                     "outputs": ["z"], "time_us": 5.0}]}  # fmt: skip
     split = runtime_split(build_view(load_model(model)), strange)
     assert split.unplaced == ["mystery"] and not split.complete
+
+
+def test_node_times_come_from_the_quiet_runs_only() -> None:
+    """Eight profiled runs after one warm-up: two fast (the machine's quiet state) and six a disturbance
+    slowed. Each node's time is its mean over the quietest quarter (here the two fast ones and the
+    fastest slow one: three at least), never over the runs the disturbance inflated most."""
+    events: list[dict[str, Any]] = []
+    start = 0.0
+    node_us = {"conv": 100.0, "relu": 10.0}
+    slow = [1.0, 1.0, 1.8, 1.9, 1.0, 1.7, 1.6, 1.5, 2.0]  # the first run is the warm-up
+    for factor in slow:
+        ts = start
+        for name, base in node_us.items():
+            events.append({"cat": "Node", "name": f"{name}_kernel_time", "ts": ts + 1, "dur": base * factor,
+                           "args": {"op_name": name.capitalize()}})  # fmt: skip
+            ts += base * factor
+        events.append({"cat": "Session", "name": "model_run", "ts": start, "dur": ts - start + 2})
+        start = ts + 50.0
+    means, totals, ops = node_times(events, skip=1)
+    assert len(totals) == 3 and ops == {"conv": "Conv", "relu": "Relu"}
+    quiet = (1.0 + 1.0 + 1.5) / 3
+    assert means == pytest.approx({name: base * quiet for name, base in node_us.items()})

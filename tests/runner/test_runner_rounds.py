@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from hwlab_runner.job import JobError, parse_job
-from hwlab_runner.rounds import Member, RoundRule, correct, measure_rounds, median_polish
+from hwlab_runner.rounds import FLOOR_VISITS, Member, RoundRule, correct, floors, measure_rounds, median_polish
 from simulated_machine import Machine
 
 RUNNERS = str(Path(__file__).resolve().parents[2] / "runners")
@@ -130,6 +130,45 @@ def test_rounds_stop_once_every_ci_is_narrow() -> None:
     assert result.stop_reason == "ci" and len(result.order) == 3  # no drift, no noise: narrow at once
 
 
+def test_the_floor_is_each_model_in_the_machines_quiet_state_exactly() -> None:
+    """Disturbance only adds time: rounds at 1.0 are the quiet state, whatever the others did, and every
+    model's floor is its base time there, however sensitive it is to the disturbances."""
+    speeds = [1.3, 1.0, 1.6, 1.0, 1.2, 1.0, 1.45, 1.1]
+    models = {"anchor:a": (1000, 1.0), "fine": (3000, 2.0), "coarse": (7000, 0.5)}
+    machine = Machine(speeds)
+    members = {key: Member(machine.model(base, beta)) for key, (base, beta) in models.items()}
+    rule = RoundRule(min_rounds=8, max_rounds=8, ci_rel=None, visit_min_time_s=1e-5, visit_warmup=1)
+    result = measure_rounds(members, rule, 1e-6, 0, clock=machine.clock, on_round=machine.on_round,
+                            anchors=["anchor:a"])  # fmt: skip
+    for key, (base, _) in models.items():
+        floor = result.corrected[key].floor
+        assert floor is not None and floor.us == pytest.approx(base / 1000, rel=1e-12)
+        assert floor.ci_low_us == pytest.approx(floor.us, rel=1e-12)  # nothing was ever faster
+        assert floor.ci_high_us > floor.us  # resamples that miss a quiet round see a slower floor
+
+
+def test_the_floor_ci_is_seeded_and_unbounded_for_one_round() -> None:
+    visits = {"a": [1.0, 1.3, 1.1, 1.6, 1.05, 1.2], "b": [2.0, 2.5, 2.1, 2.2, 2.9, 2.05]}
+    assert floors(visits) == floors(visits)  # the same visits, the same CI
+    one = floors({"a": [1.0], "b": [2.0]})
+    assert one["a"].us == 1.0 and one["a"].ci_rel == math.inf
+    assert floors(visits)["a"].us == pytest.approx((1.0 * 1.05 * 1.1) ** (1 / FLOOR_VISITS))
+
+
+def test_rounds_go_on_until_the_quiet_state_has_shown_itself() -> None:
+    """A steady but disturbed start would give a narrow median CI at once; the floor's CI stays wide until
+    the quiet state has been seen in enough rounds to survive resampling."""
+    disturbed = [1.5, 1.35, 1.6, 1.4, 1.3, 1.55]
+    speeds = disturbed + [1.0] * 24
+    rule = RoundRule(min_rounds=3, max_rounds=30, ci_rel=0.01, visit_min_time_s=1e-5, visit_warmup=0)
+    machine = Machine(speeds)
+    members = {key: Member(machine.model(base)) for key, base in BASES.items()}
+    result = measure_rounds(members, rule, 1e-6, 0, clock=machine.clock, on_round=machine.on_round)
+    assert result.stop_reason == "ci" and len(result.order) > len(disturbed) + FLOOR_VISITS
+    assert all(c.floor is not None and c.floor.us == pytest.approx(BASES[k] / 1000, rel=1e-12)
+               for k, c in result.corrected.items())  # fmt: skip
+
+
 BASE_JOB = {"protocol": 3, "runtime": "onnxruntime", "models": [{"key": "m", "path": "m.onnx", "inputs": []}]}
 
 
@@ -194,6 +233,9 @@ def test_a_job_in_rounds_writes_anchors_first_with_every_figure(models: Path) ->
         r = line["rounds"]
         assert r["n"] == len(r["visit_median_us"]) == len(r["factors"]) == 4 and line["stop_reason"] == "max_rounds"
         assert r["ci_low_us"] <= r["corrected_median_us"] <= r["ci_high_us"]
+        assert r["floor_ci_low_us"] <= r["floor_us"] <= r["floor_ci_high_us"] and r["floor_ci_rel"] >= 0
+        fastest = math.prod(sorted(r["visit_median_us"])[:3]) ** (1 / 3)  # the three fastest visits, as written
+        assert r["floor_us"] == pytest.approx(fastest, abs=1e-3)  # written to 3 decimals
         assert math.isclose(sorted(r["factors"])[1] * sorted(r["factors"])[2], 1.0, rel_tol=0.2)
         assert len(line["samples_us"]) == line["summary"]["n"] >= 4 * 3
     assert [lines[i]["rounds"]["group"] for i in (0, 1, 4, 5)] == [0, 0, 2, 2]
