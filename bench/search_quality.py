@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.search.budget import measured_winner
 from hwlab.search.data import load_data
-from hwlab.search.evolution import Constraints, EvolutionSettings
+from hwlab.search.evolution import Candidate, Constraints, EvolutionSettings, SearchResult
 from hwlab.search.job import (
     ScoreSettings,
     SearchPlan,
@@ -96,19 +97,25 @@ def main() -> None:
             seconds.append(evo.seconds)
             rates.append(evo.latency_calls / evo.latency_seconds)
             evals.append(len(evo.evaluated))
-            files = write_outputs(args.runs_dir / "search" / f"{budget:g}ms-s{seed}", budget_plan, evo, latency.name)
-            winners.append((budget, seed, evo.best.latency_ms, files["arch"]))
+            winners.append((budget, seed, budget_plan, evo))
         print(f"{budget:>9.3f} {mean_std(evo_acc):>16} {mean_std(rnd_acc):>16} {statistics.mean(evals):>6.0f}"
               f" {statistics.mean(seconds):>9.1f} {statistics.mean(rates):>10,.0f}")  # fmt: skip
 
     print()
-    print(f"{'budget ms':>9} {'seed':>4} {'predicted ms':>12} {'measured ms':>11} {'error':>7} {'holds':>5}")
-    for budget, seed, predicted_ms, arch in winners:
-        v = validate(arch, LOCAL_DEFAULT, "onnxruntime", budget_ms=budget, predictors_root=args.predictors_dir,
-                     tables_root=args.tables_dir)  # fmt: skip
-        error = (predicted_ms / v.measured_ms - 1) if v.measured_ms else float("nan")
-        print(f"{budget:>9.3f} {seed:>4} {predicted_ms:>12.3f} {v.measured_ms:>11.3f} {error:>+7.1%}"
-              f" {'yes' if v.within_budget else 'no':>5}")  # fmt: skip
+    # Each winner measured as hwlab search measures it: one over the budget is replaced (hwlab.search.budget).
+    print(f"{'budget ms':>9} {'seed':>4} {'try':>3} {'predicted ms':>12} {'measured ms':>11} {'error':>7} {'holds':>5}")
+    for budget, seed, budget_plan, evo in winners:
+        out = args.runs_dir / "search" / f"{budget:g}ms-s{seed}"
+
+        def measure(candidate: Candidate, out: Path = out, plan: SearchPlan = budget_plan, evo: SearchResult = evo):
+            files = write_outputs(out, plan, dataclasses.replace(evo, best=candidate), latency.name)
+            return validate(files["arch"], LOCAL_DEFAULT, "onnxruntime", budget_ms=plan.constraints.latency_ms,
+                            predictors_root=args.predictors_dir, tables_root=args.tables_dir)  # fmt: skip
+
+        measured = measured_winner(evo, budget, measure)
+        for i, v in enumerate(measured.tries):
+            print(f"{budget:>9.3f} {seed:>4} {i + 1:>3} {v.predicted_ms:>12.3f} {v.measured_ms:>11.3f}"
+                  f" {v.error:>+7.1%} {'yes' if v.within_budget else 'no':>5}")  # fmt: skip
 
 
 if __name__ == "__main__":

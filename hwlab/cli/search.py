@@ -230,6 +230,9 @@ def _print_search(console: Console, summary: dict[str, Any], budget: float) -> N
         held = "[green]within budget[/]" if v["within_budget"] else "[red]over budget[/]"
         err = f", prediction error {v['error']:+.1%}" if v["error"] is not None else ""
         view.add_row("measured latency", f"{v['measured_ms']:.3f} ms on {v['device']}/{v['backend']}{err}, {held}")
+        tries = summary.get("validation_tries") or []
+        if len(tries) > 1:  # the first winners measured over the budget (hwlab.search.budget)
+            view.add_row("winners measured", ", ".join(f"{t['measured_ms']:.3f} ms" for t in tries))
     view.add_row("pareto front", f"{len(s['pareto'])} architectures")
     for name, path in summary["files"].items():
         view.add_row(name, escape(path))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ from hwlab.names import inside
 from hwlab.profile import Measuring
 from hwlab.progress import Progress
 from hwlab.search.bn import recalibrate_bn
+from hwlab.search.budget import measured_winner
 from hwlab.search.data import ImageData, batches, load_data
 from hwlab.search.evolution import (
     RANDOM_MAX_DRAWS,
+    Candidate,
     Constraints,
     EvolutionSettings,
     Score,
@@ -197,6 +199,7 @@ class SearchOutcome:
     files: dict[str, Path]
     validation: Any = None  # hwlab.validate.Validation
     notes: list[str] = field(default_factory=list)
+    tries: list[Any] = field(default_factory=list)  # every winner measured, first first (hwlab.search.budget)
 
     def to_json(self) -> dict[str, Any]:
         t = self.trained
@@ -206,6 +209,7 @@ class SearchOutcome:
             "search": {k: v for k, v in self.result.to_json().items() if k != "candidates"},
             "files": {k: str(v) for k, v in self.files.items()},
             "validation": self.validation.to_json() if self.validation else None,
+            "validation_tries": [v.to_json() for v in self.tries],
             "notes": self.notes,
         }  # fmt: skip
 
@@ -260,11 +264,20 @@ def search(
     files = write_outputs(request.out_dir, plan, result, latency.name)
     outcome = SearchOutcome(checkpoint, trained, result, files, notes=notes)
     if request.validate:
-        from hwlab.validate import validate
+        from hwlab.validate import Validation, validate
 
-        outcome.validation = validate(
-            files["arch"], request.device, request.backend, budget_ms=plan.constraints.latency_ms,
-            predictors_root=request.predictors_dir, tables_root=request.tables_dir, settings=request.settings,
-            measuring=request.measuring, progress=bars("validate"), force=request.force,
-        )  # fmt: skip
+        def measure(candidate: Candidate) -> Validation:
+            outcome.files = write_outputs(request.out_dir, plan, replace(result, best=candidate), latency.name)
+            return validate(
+                outcome.files["arch"], request.device, request.backend, budget_ms=plan.constraints.latency_ms,
+                predictors_root=request.predictors_dir, tables_root=request.tables_dir, settings=request.settings,
+                measuring=request.measuring, progress=bars("validate"), force=request.force,
+            )  # fmt: skip
+
+        measured = measured_winner(result, plan.constraints.latency_ms, measure)
+        outcome.result = replace(result, best=measured.winner)
+        outcome.validation, outcome.tries = measured.validation, measured.tries
+        if measured.note():
+            outcome.notes.append(str(measured.note()))
+            say(f"note: {measured.note()}")
     return outcome
