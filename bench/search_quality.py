@@ -2,8 +2,9 @@
 
 Trains (or reuses) the digits supernet, then for each budget and seed runs the evolutionary search and the
 random-search baseline with the same number of evaluations, and measures every evolved winner end to end on
-the local device. Prints wall times, predictor calls per second, supernet accuracy mean ± std over seeds for
-both methods, and each winner's measured latency against its prediction and the budget.
+the local device as ``hwlab search`` does (a winner over the budget is replaced: hwlab.search.budget). Prints
+wall times, predictor calls per second, supernet accuracy mean ± std over seeds for both methods, and every
+measured winner's latency against its prediction and the budget, one line per measurement.
 
     .venv/bin/python bench/search_quality.py [--predictors-dir DIR] [--seeds 3] [--epochs 30] [--population 20]
         [--sharing nested|separate]

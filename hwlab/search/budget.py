@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hwlab.search.evolution import Candidate, SearchResult
 from hwlab.search.space import arch_key
@@ -43,9 +43,6 @@ class Measured:
             f" after {len(self.tries)} measurements the winner is one whose prediction, corrected by the measured"
             f" ratio, fits ({self.validation.measured_ms:.3f} ms, {held} budget)"
         )
-
-    def to_json(self) -> list[dict[str, Any]]:
-        return [v.to_json() for v in self.tries]
 
 
 def next_candidate(result: SearchResult, budget_ms: float, ratio: float, tried: set[str]) -> Candidate | None:
