@@ -30,6 +30,7 @@ from typing import Any
 from hwlab.errors import TableError
 from hwlab.measure.anchors import ANCHOR_SET
 from hwlab.names import inside
+from hwlab.tables.rows import figure_us
 from hwlab.tables.store import read_device_list, write_json_atomic
 
 REFERENCE_FILE = "speed-reference.json"
@@ -132,16 +133,6 @@ def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | Non
     return mean_y - slope * mean_x, slope
 
 
-def anchor_median_us(result: Mapping[str, Any]) -> float | None:
-    """An anchor line's figure: its floor over the rounds, as its models' (hwlab.tables.rows), or the median
-    of its block."""
-    rounds = result.get("rounds") or {}
-    value = (
-        rounds.get("floor_us") or rounds.get("corrected_median_us") or (result.get("summary") or {}).get("median_us")
-    )
-    return float(value) if value else None
-
-
 def sensitivity_of(result: Mapping[str, Any]) -> float:
     """A line's sensitivity to the machine's state (1 for a block measured alone, or an older runner)."""
     value = (result.get("rounds") or {}).get("sensitivity")
@@ -168,7 +159,7 @@ class SpeedScale:
     _reference: dict[str, Any] | None = field(default=None, repr=False)  # read once, then kept
 
     def add_anchor(self, result: Mapping[str, Any]) -> None:
-        value = anchor_median_us(result) if result.get("status") == "ok" else None
+        value = figure_us(result)[0] if result.get("status") == "ok" else None
         if value is not None:
             self.anchors.setdefault(_group(result), {})[str(result["key"])] = value
             self.sensitivities.setdefault(_group(result), {})[str(result["key"])] = sensitivity_of(result)
@@ -193,7 +184,7 @@ class SpeedScale:
             ratios = [math.log(measured[k] / reference[k]) for k in measured.keys() & reference.keys()]
             if ratios:
                 self.states[group] = math.exp(sum(ratios) / len(ratios))
-        key, value = str(result.get("key")), anchor_median_us(result)
+        key, value = str(result.get("key")), figure_us(result)[0]
         line = grain_line(measured, reference, self.nodes)
         if line is not None and self.nodes.get(key, 0) > 0 and value:
             a, b, low, high = line

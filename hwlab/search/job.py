@@ -267,7 +267,8 @@ def search(
         from hwlab.validate import Validation, validate
 
         def measure(candidate: Candidate) -> Validation:
-            outcome.files = write_outputs(request.out_dir, plan, replace(result, best=candidate), latency.name)
+            if candidate is not result.best:  # the first winner's files are written already
+                outcome.files = write_outputs(request.out_dir, plan, replace(result, best=candidate), latency.name)
             return validate(
                 outcome.files["arch"], request.device, request.backend, budget_ms=plan.constraints.latency_ms,
                 predictors_root=request.predictors_dir, tables_root=request.tables_dir, settings=request.settings,
@@ -277,7 +278,8 @@ def search(
         measured = measured_winner(result, plan.constraints.latency_ms, measure)
         outcome.result = replace(result, best=measured.winner)
         outcome.validation, outcome.tries = measured.validation, measured.tries
-        if measured.note():
-            outcome.notes.append(str(measured.note()))
-            say(f"note: {measured.note()}")
+        note = measured.note()
+        if note:
+            outcome.notes.append(note)
+            say(f"note: {note}")
     return outcome

@@ -160,14 +160,25 @@ def _governor_note(request: dict[str, Any] | None) -> str | None:
     return f"{request.get('requested')} not applied: {request.get('reason')}"
 
 
+def figure_us(result: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """A result line's figure (µs) before any speed factor, and what it is: the rounds' floor (``"floor"``),
+    from an older runner the median in the group's median state (``"rounds"``), else the block's median
+    (None). Rows and the anchors' reference both take it from here."""
+    rounds = result.get("rounds") or {}
+    if rounds.get("floor_us"):
+        return float(rounds["floor_us"]), "floor"
+    if rounds.get("corrected_median_us"):
+        return float(rounds["corrected_median_us"]), "rounds"
+    median = (result.get("summary") or {}).get("median_us")
+    return (float(median) if median else None), None
+
+
 def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, Any]:
-    """median_ms and its provenance: the rounds' floor (or, from an older runner, the median in the group's
-    median state), then divided by the job's speed factor."""
+    """median_ms and its provenance: the line's figure (figure_us), then divided by the job's speed factor."""
     s, rounds = result["summary"], result.get("rounds")
     raw = s.get("median_us")
-    floor = rounds.get("floor_us") if rounds else None
-    median = floor or (rounds.get("corrected_median_us") if rounds else raw)
-    applied = (["floor" if floor else "rounds"] if rounds else []) + (["anchors"] if speed_factor else [])
+    median, statistic = figure_us(result)
+    applied = ([statistic] if statistic else []) + (["anchors"] if speed_factor else [])
     if median is not None and speed_factor:
         median = median / speed_factor
     return {
@@ -178,7 +189,7 @@ def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, 
         "schedule": result.get("schedule", "single"),
         "rounds": rounds.get("n") if rounds else None,
         "correction": "+".join(applied) or "none",
-        "ci_rel": rounds.get("floor_ci_rel" if floor else "ci_rel") if rounds else s.get("ci_rel"),
+        "ci_rel": rounds.get("floor_ci_rel" if statistic == "floor" else "ci_rel") if rounds else s.get("ci_rel"),
     }
 
 

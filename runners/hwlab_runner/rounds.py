@@ -102,8 +102,8 @@ class Corrected:
     ci_high_us: float
     ci_rel: float
     spread_rel: float  # sd of one round's corrected log latency: what one more visit would see
+    floor: Floor  # its figure in the machine's quiet state (the table's figure)
     sensitivity: float = 1.0  # beta: how strongly the model follows the rounds' states
-    floor: Floor | None = None  # its figure in the machine's quiet state (the table's figure)
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def correct(
         median = math.exp(centre)
         low, high = (median * math.exp(-half), median * math.exp(half)) if math.isfinite(half) else (0.0, math.inf)
         ci_rel = (high - low) / 2.0 / median if math.isfinite(high) else math.inf
-        out[key] = Corrected(median, low, high, ci_rel, spread, float(beta[i]), floor_of[key])
+        out[key] = Corrected(median, low, high, ci_rel, spread, floor_of[key], float(beta[i]))
     return [math.exp(v) for v in x], out
 
 
@@ -351,7 +351,7 @@ def measure_rounds(
         if (
             n >= rule.min_rounds
             and rule.ci_rel is not None
-            and max(c.floor.ci_rel if c.floor else c.ci_rel for c in corrected.values()) <= rule.ci_rel
+            and max(c.floor.ci_rel for c in corrected.values()) <= rule.ci_rel
         ):
             reason = "ci"
             break

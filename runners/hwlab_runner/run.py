@@ -375,9 +375,7 @@ def _capture_graph(job: Job, model: ModelSpec, backend: Backend, line: dict[str,
         line["runtime_graph"] = {"error": _error_text(e)}
 
 
-def _floor_fields(floor: Floor | None) -> dict[str, Any]:
-    if floor is None:
-        return {}
+def _floor_fields(floor: Floor) -> dict[str, Any]:
     finite = math.isfinite(floor.ci_high_us)
     return {
         "floor_us": round(floor.us, SAMPLE_DIGITS),
