@@ -90,7 +90,7 @@ class ProfileRequest:
     lock_wait_s: float = 0.0
     governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
     power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
-    runtime_graph: GraphRule | None = None  # capture what onnxruntime executes (its graph, in-graph node times)
+    runtime_graph: GraphRule | None = None  # capture what the runtime executes (see shows_runtime_graph)
 
     @classmethod
     def of(cls, device: DeviceSpec, backend: str, measuring: Measuring = Measuring(), **fields: Any) -> ProfileRequest:
@@ -129,6 +129,12 @@ def measurer_for(device: DeviceSpec, backend: str) -> Measurer:
     if backend == "litert" and device.benchmark_model:
         return BenchmarkModelMeasurer(device.benchmark_model)
     return RunnerMeasurer()
+
+
+def shows_runtime_graph(backend: str, measurer: Measurer) -> bool:
+    """Whether the runtime's executed graph can be captured: onnxruntime's optimised graph through the runner,
+    LiteRT's executed nodes through benchmark_model's op profiling (the Python interpreter shows neither)."""
+    return backend == "onnxruntime" or isinstance(measurer, BenchmarkModelMeasurer)
 
 
 def _table_meta(request: ProfileRequest, facts: dict[str, Any], measurer: Measurer) -> dict[str, Any]:
@@ -252,7 +258,7 @@ def _profile_locked(
         facts,
     )
     measurer = measurer_for(device, request.backend)
-    graph = request.runtime_graph if request.backend == "onnxruntime" else None  # the others show no graph
+    graph = request.runtime_graph if shows_runtime_graph(request.backend, measurer) else None
     job = build_job(
         request.backend, placement, request.settings, device, governor=request.governor, power=request.power,
         runtime_graph=graph,

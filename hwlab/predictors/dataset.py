@@ -102,7 +102,7 @@ def kernel_space(context: SpaceContext, count: int = 8, seed: int = 0) -> list[M
             hint=f"measure them first: hwlab predictors rules --device {device} --backend {backend}",
         )
     fusion.check_measured_on(device, backend)
-    rules = rules_from_table(fusion.rows())
+    rules = rules_from_table(fusion.rows(), graphs=fusion.runtime_graphs())
     return distinct_kernels(
         training_models(seed, count, count, SposConfig(input_size=64, channel_scales=TRAINING_CHANNEL_SCALES)), rules
     )

@@ -10,6 +10,8 @@ like any other row, so an interrupted probe resumes and nothing measured is lost
   (runtime_kernels.py maps it onto the model). The pair is fused when the runtime ran both ops as one
   node, in most probe shapes. This is what the device does, not an inference from times, so two fits
   minutes apart agree.
+* The executed nodes (LiteRT through benchmark_model's op profiling): fused when the chain ran as fewer
+  kernels than its two ops alone, in most probe shapes (litert_kernels.py).
 * Timing, for pairs the graph does not decide (a runtime that shows no graph, a pair the exporter already
   merged): fused when T1 + T2 - T12 > alpha * min(T1, T2), with the times the medians over the probe
   shapes, each less the fixed cost of one inference (measured on a model that does almost nothing).
@@ -26,6 +28,7 @@ from hwlab.measure.jobs import GraphRule
 from hwlab.predictors.graph_load import build_view, load_model
 from hwlab.predictors.graph_ops import build_ops
 from hwlab.predictors.kernels import DEFAULT_ALPHA, FusionEvidence, FusionRules
+from hwlab.predictors.litert_kernels import fused_vote, is_litert_graph
 from hwlab.predictors.probes import Probe, probe_inputs
 from hwlab.predictors.runtime_kernels import fused_pairs, runtime_split
 from hwlab.profile import ModelItem, ProfileRequest, profile
@@ -92,8 +95,13 @@ def graph_decisions(
     for first, second in pairs:
         votes = []
         for size, channels in shapes:
-            item = _item(first, second, size, channels)
+            alone_first, alone_second, item = _probe_keys(first, second, size, channels)
             if item.key not in graphs:
+                continue
+            if is_litert_graph(graphs[item.key]):
+                vote = fused_vote(graphs.get(alone_first.key, {}), graphs.get(alone_second.key, {}), graphs[item.key])
+                if vote is not None:
+                    votes.append(vote)
                 continue
             view = build_view(load_model(item.export("onnx").path))
             ops, _ = build_ops(view)

@@ -56,7 +56,8 @@ Say = Callable[[str], None]
 
 NO_FUSION = FusionRules(frozenset())  # every op its own kernel
 
-# Runtimes whose runner captures the graph they execute (runners/hwlab_runner/runtime_graph.py).
+# Runtimes whose captured graph maps onto the model's ops, for kernel times from inside whole models
+# (runners/hwlab_runner/runtime_graph.py). LiteRT's op profile decides fusion only (litert_kernels.py).
 GRAPH_RUNTIMES = ("onnxruntime",)
 
 

@@ -3,9 +3,10 @@
 No phone or TFLite build runs here, so the driver runs a real process through a
 real transport (local, or adb to the stand-in adbd, whose "device" is this host)
 against this script instead. It records its argv and CPU affinity next to itself
-(``seen.json``), then prints a recorded log from ``tests/benchmark_model/fixtures``
-with its flags filled in (``{graph}``, ``{num_threads}``), split over stdout and
-stderr as the real binary splits it, and exits with the given code.
+(``seen.json``, the last call; ``calls.jsonl``, one line per call), then prints a
+recorded log from ``tests/benchmark_model/fixtures`` with its flags filled in
+(``{graph}``, ``{num_threads}``), split over stdout and stderr as the real binary
+splits it, and exits with the given code.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 seen = {{"argv": sys.argv[1:], "affinity": sorted(os.sched_getaffinity(0))}}
 Path(__file__).with_name("seen.json").write_text(json.dumps(seen))
+with Path(__file__).with_name("calls.jsonl").open("a") as calls:
+    calls.write(json.dumps(seen) + "\\n")
 text = Path({fixture!r}).read_text()
 text = text.replace("{{graph}}", flags.get("graph", "")).replace("{{num_threads}}", flags.get("num_threads", ""))
 for line in text.splitlines():

@@ -47,13 +47,21 @@ if printed, else the caller's. Added when known: ``first_inference_us``,
 per node of every graph's ``Run Order`` table (``graph``, ``node_type``, ``name``,
 ``first_ms``, ``avg_ms``, ``pct``, ``cdf_pct``, ``mem_kb``, ``times_called``);
 ``pct`` is the node's share of its graph's profiled time.
+
+The runtime's own kernels (:func:`profiled_graph`): op profiling adds a profiler event
+around every op, so the timed run stays unprofiled and, when the job asks for the
+runtime's graph, a second short run with ``--enable_op_profiling=true`` gives the nodes
+the runtime executed: XNNPACK's own operators when it took the model (``Convolution
+(NHWC, F32) IGEMM``), TFLite's builtins otherwise. This is LiteRT's counterpart of
+onnxruntime's optimised graph (runners/hwlab_runner/runtime_graph.py); node times are
+benchmark_model's averages over the profiled runs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from hwlab_runner import PROTOCOL_VERSION
@@ -61,11 +69,13 @@ from hwlab_runner import PROTOCOL_VERSION
 from hwlab.errors import BenchmarkParseError, CommandFailed, CommandTimeout, InvalidRequest
 from hwlab.measure.benchmark_model.logtext import tail
 from hwlab.measure.benchmark_model.parse import BenchmarkOutput, parse_benchmark_output
+from hwlab.measure.jobs import GraphRule
 from hwlab.measure.settings import MeasureSettings
 from hwlab.transport.base import Transport
 
 RUNTIME = "litert"
 RUNTIME_MODULE = "benchmark_model"
+GRAPH_SOURCE = "benchmark_model op profiling"  # a runtime graph's ``source`` when it came from this binary
 STOP_REASON = "benchmark_model"
 _US_DIGITS = 3
 _S_DIGITS = 6
@@ -280,3 +290,58 @@ def run_benchmark_model(
     except BenchmarkParseError as err:
         return error_result(key, threads, err, **kw)
     return benchmark_result(parsed, key, threads, command_time_s=elapsed, **kw)
+
+
+def _profiling_settings(settings: MeasureSettings, rule: GraphRule) -> MeasureSettings:
+    """``rule.warmup`` warm-up and ``rule.runs`` profiled runs, no minimum time, the job's time limit."""
+    return replace(
+        settings,
+        warmup=replace(settings.warmup, min_count=rule.warmup, min_time_s=0.0),
+        stop=replace(settings.stop, min_count=rule.runs, min_time_s=0.0),
+    )
+
+
+def graph_of(parsed: BenchmarkOutput) -> dict[str, Any]:
+    """The runtime graph of a profiled run: every executed node of the regular runs, in run order."""
+    if parsed.op_profile is None:
+        return {"error": "benchmark_model printed no op profile: is this build's profiler compiled in?"}
+    nodes = [
+        {"graph": node["graph"], "type": node["node_type"], "name": node["name"],
+         "avg_us": round(node["avg_ms"] * 1000.0, _US_DIGITS), "times_called": node["times_called"]}
+        for node in _op_profile(parsed)
+    ]  # fmt: skip
+    return {"source": GRAPH_SOURCE, "runs": parsed.regular.count, "nodes": nodes}
+
+
+def profiled_graph(
+    transport: Transport,
+    binary: str,
+    model_path: str,
+    threads: int,
+    settings: MeasureSettings,
+    rule: GraphRule,
+    core_mask: Sequence[int] | None = None,
+    *,
+    use_xnnpack: bool | None = None,
+) -> dict[str, Any]:
+    """What the runtime executed for one model, from a separate op-profiled run (module docstring).
+
+    A failure is reported inside the graph (``{"error": ...}``), as the runner reports a graph it could not
+    capture: the model's timed result stands either way.
+    """
+    profiling = _profiling_settings(settings, rule)
+    argv = pinned(
+        benchmark_command(binary, model_path, threads, profiling, op_profiling=True, use_xnnpack=use_xnnpack),
+        core_mask,
+    )
+    try:
+        done = transport.run(argv, timeout=default_timeout(profiling))
+    except CommandTimeout as err:
+        return {"error": f"CommandTimeout: {err}"}
+    text = f"{done.stdout}\n{done.stderr}"
+    if done.rc != 0:
+        return {"error": f"benchmark_model exited {done.rc}: {tail(text)}"}
+    try:
+        return graph_of(parse_benchmark_output(text))
+    except BenchmarkParseError as err:
+        return {"error": f"BenchmarkParseError: {err}"}

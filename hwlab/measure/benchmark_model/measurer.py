@@ -5,6 +5,10 @@ power sensor or wait for the device to cool. What it cannot honour is refused
 before anything is exported or pushed, with the fix; a fixed pause is done here, on
 the host, before each model; and power sampling left to its default ("auto")
 becomes a note in every row saying why there is no power number.
+
+When the job asks for the runtime's graph, each model that measured without error
+gets a second, op-profiled run (driver.profiled_graph): the timed figure never carries
+the profiler's overhead.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import time
 
 from hwlab.errors import InvalidRequest
-from hwlab.measure.benchmark_model.driver import run_benchmark_model
+from hwlab.measure.benchmark_model.driver import profiled_graph, run_benchmark_model
 from hwlab.measure.deploy import Deployer
 from hwlab.measure.jobs import Job
 from hwlab.measure.results import ResultSink
@@ -60,9 +64,15 @@ class BenchmarkModelMeasurer:
                 deployer.transport, self.binary, model.path, model.key, job.threads, job.settings,
                 core_mask=job.core_mask,
             )  # fmt: skip
+            anchor = model in job.anchors
+            if job.runtime_graph is not None and result["status"] == "ok" and not anchor:
+                result["runtime_graph"] = profiled_graph(
+                    deployer.transport, self.binary, model.path, job.threads, job.settings, job.runtime_graph,
+                    core_mask=job.core_mask,
+                )  # fmt: skip
             if job.power is not None:
                 result["power"] = {"sensor": None, "reason": NO_POWER}
-            if model in job.anchors:
+            if anchor:
                 result["anchor"] = True
             sink.append(result)
         progress("measure", total, total, "")
