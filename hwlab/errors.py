@@ -115,6 +115,10 @@ class ExportError(HwlabError):
     """A spec or module could not be exported to a model file."""
 
 
+class PrecisionUnsupported(ExportError):
+    """A precision that is unknown, or that no exporter or runtime here can produce or execute."""
+
+
 class TableError(HwlabError):
     """A lookup table is missing, unreadable or inconsistent."""
 

@@ -34,6 +34,7 @@ from hwlab.measure.runtimes import available_backends, check_backend, runtime_ve
 from hwlab.measure.settings import MeasureSettings
 from hwlab.measure.speed import Setting, SpeedScale
 from hwlab.progress import Progress
+from hwlab.quant.space import at_precisions
 from hwlab.space import OpSpec, SpaceContext, get_space
 from hwlab.tables import LookupTable, TableId
 from hwlab.transport import Transport, connect
@@ -197,9 +198,15 @@ PER_BACKEND = (BackendUnavailable, InvalidRequest, SpaceError)
 
 
 def profile_space(
-    base: ProfileRequest, backends: Sequence[str], progress_for: Callable[[str], Progress] | None = None
+    base: ProfileRequest,
+    backends: Sequence[str],
+    progress_for: Callable[[str], Progress] | None = None,
+    precisions: Sequence[str] = ("fp32",),
 ) -> SpaceProfile:
     """``base.space`` (with ``base.space_params``) profiled on each backend, over one connection.
+
+    ``precisions``: every op at each (keys end ``-prec:int8``), with the models that price a switch
+    between precisions (hwlab/quant/space.py); fp32 alone leaves the space as it is.
 
     ``backends`` may be ``("all",)``: every runtime the device and this host can use.
     A space built from measurements (``kernels``) is built for each backend in turn.
@@ -214,6 +221,8 @@ def profile_space(
         for backend in resolve_backends(backends, facts, device):
             try:
                 specs = get_space(base.space, SpaceContext(base.tables_root, device.name, backend), **base.space_params)
+                if tuple(precisions) != ("fp32",):
+                    specs = at_precisions(specs, precisions, backend)
                 request = replace(base, backend=backend, specs=specs)
                 progress = progress_for(backend) if progress_for else None
                 done.reports.append(profile(request, progress, transport=transport, facts=facts))

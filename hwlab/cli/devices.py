@@ -74,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "hwlab doctor --device local",
             "hwlab doctor --device rk3399 --json",
             "hwlab doctor --device local --noise --models 100 --gap 600",
+            "hwlab doctor --device local --int8",
         ],
     )
     add_device_args(p)
@@ -91,6 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--gap", type=number(0.0), default=d.gap_s, metavar="SECONDS", help="seconds between the two runs (--noise)"
     )
     noise.add_argument("--seed", type=whole(0), default=d.seed, help="which reference models (--noise)")
+    p.add_argument(
+        "--int8", action="store_true",
+        help="measure reference layers at fp32 and static int8 (onnxruntime) and report int8/fp32 beside the"
+        " CPU's int8 features: whether int8 can pay off on this device",
+    )  # fmt: skip
     add_backend_arg(p, several=False)
     add_folder_args(p, "tables")
     add_measuring_args(p, stop_rules=True)
@@ -172,6 +178,8 @@ def _confirm(console: Console, question: str) -> str:
 def cmd_doctor(args: argparse.Namespace) -> int:
     if args.noise:
         return cmd_noise(args)
+    if args.int8:
+        return cmd_int8(args)
     device = get_device(args.device, args.inventory)
     transport = connect(device)
     try:
@@ -226,6 +234,36 @@ def cmd_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_int8(args: argparse.Namespace) -> int:
+    from hwlab.quant.int8_check import BACKEND, measure_int8_ratio
+
+    device = get_device(args.device, args.inventory)
+    console = stderr_console() if args.json else Console()
+    console.print(f"int8 against fp32 on [bold]{escape(device.name)}[/] ({BACKEND}, static QDQ int8)")
+    with _progress_bar(console) as bar:
+        check = measure_int8_ratio(device, args.tables_dir, ProfileRequest.of(device, BACKEND, measuring(args),
+                                   settings=measure_settings(args)), PhaseBars(bar, BACKEND))  # fmt: skip
+    if args.json:
+        print_json(check.to_json())
+        return 0
+    features = check.features
+    said = "unreadable" if features is None else ", ".join(features) or "none (int8 runs on plain SIMD)"
+    console.print(f"int8 features of the CPU: {escape(said)}")
+    view = Table(title="measured int8/fp32 (below 1: int8 pays)")
+    for col in ("layer", "fp32 ms", "int8 ms", "int8/fp32"):
+        view.add_column(col)
+    for layer in check.layers:
+        ratio = "-" if layer.ratio is None else f"{layer.ratio:.2f}" + ("" if layer.ratio < 1 else " (does not pay)")
+        view.add_row(escape(layer.key), _ms(layer.fp32_ms), _ms(layer.int8_ms), escape(layer.error or ratio))
+    console.print(view)
+    console.print(f"table: {escape(str(check.table))}")
+    return 1 if any(layer.error for layer in check.layers) else 0
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _floats(values: list[float], unit: str = "") -> str:
     return ", ".join(f"{v:.3g}{unit}" for v in values) if values else "unreadable"
 
@@ -243,6 +281,9 @@ def print_facts(console: Console, name: str, facts: dict[str, Any]) -> None:
     table.add_row("system", escape(f"{facts.get('os')} {facts.get('kernel')}"))
     table.add_row("architecture", _fmt(facts.get("machine")))
     table.add_row("CPU model", _fmt(facts.get("cpu_model")))
+    features = facts.get("int8_features")
+    if features is not None:
+        table.add_row("int8 features", escape(", ".join(features)) or "none (int8 on plain SIMD: hwlab doctor --int8)")
     table.add_row("cores", f"{facts.get('cpu_count')} (online: {_ranges(facts.get('online_cpus') or [])})")
     clusters = facts.get("clusters") or []
     table.add_row(

@@ -45,7 +45,22 @@ TABLES_DIR/<device>/<backend>/<table>/ (ops.jsonl + samples.jsonl + meta.json).
 
 Rows are written one by one as the device reports them: interrupt at any moment and every
 finished op is kept; the same command again measures only what is missing.
+
+--precisions fp32,int8 measures every op at each precision into the same table (int8 keys end
+-prec:int8; onnxruntime, static QDQ int8 with per-channel weights), with the QuantizeLinear and
+Quantize->Dequantize models that price a switch between precisions, and prints the measured
+int8/fp32 ratio per op type: where int8 does not pay on this device.
 """
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    from hwlab.errors import PrecisionUnsupported
+    from hwlab.quant.precision import parse_precisions
+
+    try:
+        return parse_precisions(text)
+    except PrecisionUnsupported as err:
+        raise argparse.ArgumentTypeError(f"{err.message} ({err.hint})") from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -76,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "hwlab profile --device local --space spos --input-size 32",
             "hwlab profile --device local --backend all --space generic --count 200 --seed 1",
             "hwlab profile --device rk3399 --backend litert --space spos --threads 2 --core-mask big",
+            "hwlab profile --device local --space spos --input-size 32 --precisions fp32,int8",
         ],
     )
     add_device_args(p)
@@ -93,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
     g.add_argument("--count", type=count_arg, help="generic: number of sampled ops; kernels: models per family")
     g.add_argument("--seed", type=whole(0), help="generic, kernels: sampling seed")
+    g.add_argument(
+        "--precisions", type=_precisions, default=("fp32",), metavar="LIST",
+        help="precisions to measure every op at, e.g. fp32,int8 (default fp32)",
+    )  # fmt: skip
     add_measuring_args(p, stop_rules=True)
     o = p.add_argument_group("output")
     add_folder_args(o, "tables")
@@ -145,7 +165,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f" with {', '.join(args.backend)}"
     )
     with _progress_bar(console) as bar:
-        done = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend))
+        done = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend), args.precisions)
     if not done.reports and len(done.refused) == 1:  # one backend, refused: its error says why
         raise next(iter(done.refused.values()))
     if args.json:
@@ -153,6 +173,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print_json([_report_json(r) for r in done.reports] + refused)
     else:
         print_summary(console, done.reports)
+        for prec in args.precisions:
+            if prec != "fp32":
+                print_precision_ratios(console, done.reports, prec)
         for backend, err in done.refused.items():
             console.print(
                 f"[red]refused[/] {backend}: {escape(err.message)}"
@@ -208,6 +231,23 @@ def _speed_factors(states: list[float]) -> str:
     if not states:
         return "-"
     return f"{states[0]:.3f}" if len(states) == 1 else f"{states[0]:.3f}-{states[-1]:.3f}"
+
+
+def print_precision_ratios(console: Console, reports: list[ProfileReport], prec: str) -> None:
+    """Per backend and op type: the measured ``prec``/fp32 latency ratio, and where it does not pay."""
+    from hwlab.quant.space import precision_ratios
+
+    table = Table(title=f"{prec} against fp32, measured (median ratio over ops measured at both)")
+    for col in ("backend", "op", f"{prec}/fp32", "ops", f"faster at {prec}", "failed"):
+        table.add_column(col)
+    for r in reports:
+        for ratio in precision_ratios(r.table, prec):
+            shown = "-" if ratio.ratio is None else f"{ratio.ratio:.2f}"
+            if ratio.pays is False:
+                shown = f"[yellow]{shown} (does not pay)[/]"
+            failed = f"[red]{ratio.failed}[/]" if ratio.failed else "0"
+            table.add_row(r.backend, ratio.op, shown, str(ratio.pairs), str(ratio.faster), failed)
+    console.print(table)
 
 
 def print_summary(console: Console, reports: list[ProfileReport]) -> None:

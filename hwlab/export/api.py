@@ -100,7 +100,12 @@ def _export(
 
 
 def export_spec(spec: OpSpec, fmt: str, cache_dir: Path | None = None) -> ExportedModel:
-    """Export the module of `spec` (seeded weights, eval mode) to format `fmt`, cached by its key."""
+    """Export the module of `spec` (seeded weights, eval mode) to format `fmt`, cached by its key; a spec at a
+    precision other than fp32 is quantised from its fp32 twin (hwlab/quant/export.py)."""
+    if spec.prec != "fp32":
+        from hwlab.quant.export import export_quantized_spec
+
+        return export_quantized_spec(spec, fmt, cache_dir)  # type: ignore[no-any-return]
     source = f"spec:{spec.key}:build-v{SPEC_BUILD_VERSION}"
     return _export(build_module(spec), example_inputs(spec), fmt, source, spec.key, cache_dir)
 

@@ -18,6 +18,8 @@ SpatialRule = Literal["window", "global", "keep", "flat"]
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "hswish", "sigmoid", "swish")
 OPTIONAL_FIELDS: tuple[str, ...] = ("kernel", "stride", "groups", "mid", "act")
+# An op's numeric precision (hwlab/quant/precision.py says which a runtime can execute and what each costs).
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int4", "int2")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 A lookup table row is keyed by `OpSpec.key`, so the key must be readable, must
 name only what matters for the op, and must parse back to the very same spec.
-Shapes are batch 1, NCHW, float32. Fields an op does not use stay at their
+Shapes are batch 1, NCHW. Fields an op does not use stay at their
 defaults, and fields an op fixes (a pwconv's kernel of 1) are filled in, so two
 specs describing the same op are always equal and share a key.
+
+``prec`` is the numeric precision the op runs at (hwlab/quant/precision.py): ``fp32``,
+the default, adds nothing to the key, so every older table's keys stay valid; any
+other ends the key (``...-prec:int8``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from hwlab.errors import SpaceError
 from hwlab.space import cost
-from hwlab.space.kinds import ACTIVATIONS, OP_KINDS, OPTIONAL_FIELDS, OpKind
+from hwlab.space.kinds import ACTIVATIONS, OP_KINDS, OPTIONAL_FIELDS, PRECISIONS, OpKind
 
 _DEFAULTS: dict[str, int | str] = {"kernel": 0, "stride": 1, "groups": 1, "mid": 0, "act": ""}
 _PLACEHOLDERS = {"kernel": "K", "stride": "S", "groups": "G", "mid": "M", "act": "NAME"}
@@ -35,6 +39,7 @@ class OpSpec:
     groups: int = 1
     mid: int = 0
     act: str = ""
+    prec: str = "fp32"
 
     def __post_init__(self) -> None:
         kind = OP_KINDS.get(self.op) if isinstance(self.op, str) else None
@@ -48,6 +53,8 @@ class OpSpec:
             self._settle_field(kind, name)
         self._check_used_fields(kind)
         self._check_channels_and_space(kind)
+        if self.prec not in PRECISIONS:
+            raise self._error(f"unknown precision prec={self.prec!r}", f"use one of: {', '.join(PRECISIONS)}")
 
     # -- validation -----------------------------------------------------------------
 
@@ -60,8 +67,10 @@ class OpSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise SpaceError(f"{self.op} op: {name} must be an int, got {value!r}", hint=f"pass {name} as an int")
-        if not isinstance(self.act, str):
-            raise SpaceError(f"{self.op} op: act must be a str, got {self.act!r}", hint="pass an activation name")
+        for name in ("act", "prec"):
+            if not isinstance(getattr(self, name), str):
+                raise SpaceError(f"{self.op} op: {name} must be a str, got {getattr(self, name)!r}",
+                                 hint=f"pass {name} as a name")  # fmt: skip
 
     def _settle_field(self, kind: OpKind, name: str) -> None:
         """Fill a field the op fixes; reject a non-default value in a field it ignores."""
@@ -183,6 +192,8 @@ class OpSpec:
             f"output:{self.output_h}x{self.output_w}x{self.cout}",
         ]
         parts += [f"{name}:{getattr(self, name)}" for name in self.kind.key_fields]
+        if self.prec != "fp32":
+            parts.append(f"prec:{self.prec}")
         return "-".join(parts)
 
     @classmethod
@@ -205,6 +216,7 @@ class OpSpec:
             "groups": self.groups,
             "mid": self.mid,
             "act": self.act,
+            "prec": self.prec,
         }
 
     # -- cost --------------------------------------------------------------------------
@@ -227,13 +239,16 @@ def key_template(op: str) -> str:
     """The key layout of `op`, with placeholders, for error messages and docs."""
     kind = OP_KINDS[op]
     extra = "".join(f"-{name}:{_PLACEHOLDERS[name]}" for name in kind.key_fields)
-    return f"{op}-input:HxWxC-output:HxWxC{extra}"
+    return f"{op}-input:HxWxC-output:HxWxC{extra}[-prec:P]"
 
 
 def _parse_key(cls: type[OpSpec], key: str) -> OpSpec:
     if not isinstance(key, str) or not key:
         raise SpaceError(f"op key must be a non-empty string, got {key!r}", hint="pass OpSpec.key text")
     parts = key.split("-")
+    prec = "fp32"
+    if len(parts) > 1 and parts[-1].startswith("prec:"):
+        prec = parts.pop()[len("prec:") :]
     op = parts[0]
     if op not in OP_KINDS:
         raise SpaceError(f"malformed op key {key!r}: unknown op {op!r}", hint=f"ops: {', '.join(OP_KINDS)}")
@@ -270,7 +285,7 @@ def _parse_key(cls: type[OpSpec], key: str) -> OpSpec:
     extra: dict[str, int | str] = {
         name: values[name] if name == "act" else number(values[name], name) for name in kind.key_fields
     }
-    spec = cls(op, in_h, in_w, cin, out[2], **extra)  # type: ignore[arg-type]
+    spec = cls(op, in_h, in_w, cin, out[2], **extra, prec=prec)  # type: ignore[arg-type]
     if (spec.output_h, spec.output_w) != out[:2]:
         raise bad(
             f"output {out[0]}x{out[1]} does not follow from the input and stride "

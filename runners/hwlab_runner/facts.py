@@ -54,6 +54,7 @@ def gather_facts(root: str = "/") -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "cpu_model": sysinfo.cpu_model(root),
         "cpu_parts": sysinfo.cpu_parts(root),
+        "int8_features": sysinfo.int8_features(root),
         "cpu_count": os.cpu_count(),
         "online_cpus": sysinfo.online_cpus(root),
         "clusters": sysinfo.clusters(max_freq),

@@ -222,6 +222,22 @@ def cpu_model(root: str = "/") -> str | None:
     return hardware or cores or None
 
 
+# CPU features that speed up int8 dot products: x86 VNNI (AVX-512 or AVX) and AMX tiles, Arm's dot
+# product (asimddp) and int8 matrix multiply (i8mm). Without them int8 still runs (AVX2's pmaddubsw,
+# Arm's plain NEON), often no faster than fp32: measure it.
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_features(root: str = "/") -> list[str] | None:
+    """The INT8_FEATURES the first CPU lists (x86 ``flags``, Arm ``Features``); None when unreadable."""
+    for block in _cpuinfo_blocks(root):
+        listed = block.get("flags", block.get("Features"))
+        if listed is not None:
+            words = set(listed.split())
+            return [f for f in INT8_FEATURES if f in words]
+    return None
+
+
 def loadavg(root: str = "/") -> list[float] | None:
     """1, 5 and 15 minute load averages from /proc/loadavg."""
     return _parse(_path(root, "proc", "loadavg"), lambda t: [float(x) for x in t.split()[:3]])

@@ -141,3 +141,13 @@ def test_cooldown_without_sensors_or_limit_only_pauses(tmp_path):
     assert cool_down(30.0, 0.25, 60.0, root=str(tmp_path), sleep=t.sleep, clock=t.clock) == 0.25
     assert cool_down(None, 0.0, 60.0, root=str(tmp_path), sleep=t.sleep, clock=t.clock) == 0.0
     assert t.sleeps == [0.25]
+
+
+def test_int8_features_from_x86_flags_and_arm_features(tmp_path, rk3399):
+    assert sysinfo.int8_features(rk3399) == []  # Cortex-A53/A72: no dot product instructions
+    write(tmp_path, "proc/cpuinfo", "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm sve\n\n")
+    assert sysinfo.int8_features(str(tmp_path)) == ["asimddp", "i8mm"]
+    write(tmp_path, "proc/cpuinfo", "processor\t: 0\nflags\t\t: sse avx2 avx512f avx512_vnni amx_int8\n\n")
+    assert sysinfo.int8_features(str(tmp_path)) == ["avx512_vnni", "amx_int8"]
+    write(tmp_path, "proc/cpuinfo", "processor\t: 0\n\n")
+    assert sysinfo.int8_features(str(tmp_path)) is None

@@ -142,7 +142,8 @@ def test_malformed_key_hint_shows_layout() -> None:
     with pytest.raises(SpaceError) as info:
         OpSpec.from_key("spos_shufflenet-input:7x7x8-output:7x7x8")
     assert info.value.hint == "expected " + key_template("spos_shufflenet")
-    assert key_template("spos_shufflenet") == "spos_shufflenet-input:HxWxC-output:HxWxC-mid:M-kernel:K-stride:S"
+    layout = "spos_shufflenet-input:HxWxC-output:HxWxC-mid:M-kernel:K-stride:S[-prec:P]"
+    assert key_template("spos_shufflenet") == layout
 
 
 @pytest.mark.parametrize(
@@ -182,6 +183,7 @@ def test_fields_and_frozen() -> None:
         "groups": 1,
         "mid": 0,
         "act": "",
+        "prec": "fp32",
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.cin = 4  # type: ignore[misc]
@@ -195,3 +197,16 @@ def test_analytic_counts_of_simple_ops() -> None:
     assert OpSpec("fc", 1, 1, 1024, 1000).macs == 1024 * 1000
     assert OpSpec("add", 7, 7, 8, 8).macs == 0
     assert OpSpec("bn", 7, 7, 8, 8).params == 16
+
+
+def test_precision_ends_the_key_and_fp32_keeps_the_old_key() -> None:
+    fp32 = OpSpec("conv", 14, 14, 8, 16, kernel=3)
+    int8 = dataclasses.replace(fp32, prec="int8")
+    assert fp32.key == "conv-input:14x14x8-output:14x14x16-kernel:3-stride:1-groups:1"
+    assert int8.key == fp32.key + "-prec:int8"
+    assert OpSpec.from_key(int8.key) == int8 and int8.fields()["prec"] == "int8"
+    with pytest.raises(SpaceError, match="canonical"):
+        OpSpec.from_key(fp32.key + "-prec:fp32")
+    with pytest.raises(SpaceError, match="unknown precision prec='fp8'") as info:
+        OpSpec("conv", 14, 14, 8, 16, kernel=3, prec="fp8")
+    assert "int8" in info.value.hint
