@@ -18,7 +18,7 @@ from typing import Any
 from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
 
 import hwlab
-from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, SpaceError
+from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, PrecisionUnsupported, SpaceError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
 from hwlab.lock import device_lock
@@ -194,7 +194,7 @@ class SpaceProfile:
 
 # Refusals of one backend's request: the other backends are still profiled. Anything else (a lost link,
 # a busy device) ends the whole profile.
-PER_BACKEND = (BackendUnavailable, InvalidRequest, SpaceError)
+PER_BACKEND = (BackendUnavailable, InvalidRequest, SpaceError, PrecisionUnsupported)
 
 
 def profile_space(
