@@ -1,6 +1,8 @@
 """Numeric precisions: what each costs, which a runtime executes, and quantised models to measure them.
 
-``precision.py`` names the precisions (bit widths, and which are deployable); ``onnx_qdq.py`` writes
-static int8 ONNX models in the QDQ format; ``boundary.py`` the Quantize/Dequantize models that price a
-switch between precisions.
+``precision.py`` names the precisions (bit widths, which are deployable, which hwlab can write per runtime);
+``onnx_qdq.py`` writes static int8 ONNX models in the QDQ format and ``export.py`` makes an OpSpec's from its
+fp32 twin; ``boundary.py`` writes the Quantize/Dequantize models that price a switch between precisions;
+``space.py`` puts a space at several precisions and reads int8/fp32 back; ``int8_check.py`` is the doctor's
+check of whether int8 pays on a device.
 """
