@@ -52,11 +52,8 @@ def executed_kernels(graph: dict[str, Any]) -> list[str] | None:
 def fused_vote(first: dict[str, Any], second: dict[str, Any], chain: dict[str, Any]) -> bool | None:
     """True when the chain ran as fewer kernels than its ops alone, False when as many, None when the graphs
     cannot tell (one cannot be read, or the chain ran more kernels than both alone)."""
-    counts = [executed_kernels(g) for g in (first, second, chain)]
-    if any(c is None or not c for c in counts):
+    first_k, second_k, chain_k = (executed_kernels(g) for g in (first, second, chain))
+    if not first_k or not second_k or not chain_k:
         return None
-    alone = len(counts[0]) + len(counts[1])  # type: ignore[arg-type]
-    together = len(counts[2])  # type: ignore[arg-type]
-    if together > alone:
-        return None
-    return together < alone
+    alone, together = len(first_k) + len(second_k), len(chain_k)
+    return None if together > alone else together < alone

@@ -273,23 +273,31 @@ def run_benchmark_model(
     command = benchmark_command(
         binary, model_path, threads, settings, op_profiling=op_profiling, use_xnnpack=use_xnnpack
     )
-    argv = pinned(command, core_mask)
     deadline = default_timeout(settings) if timeout is None else timeout
     kw = {"core_mask": core_mask, "runtime_version": runtime_version}
     start = time.monotonic()
+    parsed = _run_parsed(transport, command, core_mask, deadline)
+    if isinstance(parsed, Exception):
+        return error_result(key, threads, parsed, **kw)
+    return benchmark_result(parsed, key, threads, command_time_s=time.monotonic() - start, **kw)
+
+
+def _run_parsed(
+    transport: Transport, command: list[str], core_mask: Sequence[int] | None, deadline: float
+) -> BenchmarkOutput | CommandTimeout | CommandFailed | BenchmarkParseError:
+    """One run of ``command`` (pinned), parsed; this model's failure (past the deadline, a non-zero exit
+    quoting the output's last lines, unparseable output) is returned, a lost device raises."""
     try:
-        done = transport.run(argv, timeout=deadline)
+        done = transport.run(pinned(command, core_mask), timeout=deadline)
     except CommandTimeout as err:
-        return error_result(key, threads, err, **kw)
-    elapsed = time.monotonic() - start
+        return err
+    text = f"{done.stdout}\n{done.stderr}"
     if done.rc != 0:
-        failed = CommandFailed(command, done.rc, done.stdout, tail(f"{done.stdout}\n{done.stderr}"))
-        return error_result(key, threads, failed, **kw)
+        return CommandFailed(command, done.rc, done.stdout, tail(text))
     try:
-        parsed = parse_benchmark_output(f"{done.stdout}\n{done.stderr}")
+        return parse_benchmark_output(text)
     except BenchmarkParseError as err:
-        return error_result(key, threads, err, **kw)
-    return benchmark_result(parsed, key, threads, command_time_s=elapsed, **kw)
+        return err
 
 
 def _profiling_settings(settings: MeasureSettings, rule: GraphRule) -> MeasureSettings:
@@ -330,18 +338,8 @@ def profiled_graph(
     capture: the model's timed result stands either way.
     """
     profiling = _profiling_settings(settings, rule)
-    argv = pinned(
-        benchmark_command(binary, model_path, threads, profiling, op_profiling=True, use_xnnpack=use_xnnpack),
-        core_mask,
-    )
-    try:
-        done = transport.run(argv, timeout=default_timeout(profiling))
-    except CommandTimeout as err:
-        return {"error": f"CommandTimeout: {err}"}
-    text = f"{done.stdout}\n{done.stderr}"
-    if done.rc != 0:
-        return {"error": f"benchmark_model exited {done.rc}: {tail(text)}"}
-    try:
-        return graph_of(parse_benchmark_output(text))
-    except BenchmarkParseError as err:
-        return {"error": f"BenchmarkParseError: {err}"}
+    command = benchmark_command(binary, model_path, threads, profiling, op_profiling=True, use_xnnpack=use_xnnpack)
+    parsed = _run_parsed(transport, command, core_mask, default_timeout(profiling))
+    if isinstance(parsed, Exception):
+        return {"error": f"{type(parsed).__name__}: {parsed}"}
+    return graph_of(parsed)
