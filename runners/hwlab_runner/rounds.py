@@ -47,6 +47,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .signals import stop_if_signalled
 from .timing import BlockTimer, Clock, size_block, time_block
 
 POLISH_ITERATIONS = 50
@@ -302,6 +303,7 @@ def _visit(member: Member, rule: RoundRule, block_min_time_s: float, clock: Cloc
     min_ns = rule.visit_min_time_s * 1e9
     while len(samples) < rule.visit_min_samples or clock() - start < min_ns:
         samples.append(timer(member.block) / member.block / 1000.0)
+        stop_if_signalled()
     member.sampling_ns += clock() - start
     member.samples_us.extend(samples)
     return float(np.median(samples))

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .signals import stop_if_signalled
 from .stats import Summary, median_ci_rel, summarize
 
 Clock = Callable[[], int]
@@ -175,4 +176,5 @@ def _sample(timer: BlockTimer, stop: StopRule, clock: Clock, block: int, first_n
             reason = "max_time"
             break
         samples.append(timer(block) / block / 1000.0)
+        stop_if_signalled()
     return samples, reason, clock() - start

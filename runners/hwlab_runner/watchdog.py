@@ -54,6 +54,8 @@ def watch_host(results_fd: int | None = None, interval: float = 0.5) -> threadin
     results = _identity(results_fd)
 
     def watch() -> None:
+        if hasattr(signal, "pthread_sigmask"):  # the kernel gives SIGTERM/SIGHUP to a thread that handles them
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)})
         stop = threading.Event()
         while not stop.wait(interval):
             if os.getppid() != parent:

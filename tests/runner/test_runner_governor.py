@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -11,7 +12,8 @@ from hwlab_runner import governor as governor_module
 from hwlab_runner import run
 from hwlab_runner.governor import CpuGovernor, GovernorError, set_for_job
 from hwlab_runner.job import parse_job
-from hwlab_runner.signals import exit_on_signals
+from hwlab_runner.signals import exit_on_signals, stop_if_signalled
+from hwlab_runner.timing import StopRule, Warmup, measure
 
 CPU = "sys/devices/system/cpu"
 OFFERED = "conservative ondemand userspace powersave performance schedutil\n"
@@ -165,6 +167,26 @@ def test_sigterm_and_sighup_raise_system_exit_inside_only(default_handlers):
     assert stopped.value.code == 128 + signal.SIGHUP
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_a_swallowed_system_exit_still_stops_the_measuring_loop(default_handlers, capfd):
+    """A library that swallows the handler's SystemExit (an exception inside a finaliser is only printed)
+    does not make the job run on: the next block's check raises it again."""
+    calls = []
+
+    def swallowing_call() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            with contextlib.suppress(SystemExit):
+                signal.raise_signal(signal.SIGTERM)
+
+    stop = StopRule(min_count=10, min_time_s=0.0, max_time_s=600.0, ci_rel=None, max_count=1000)
+    with pytest.raises(SystemExit) as stopped, exit_on_signals():
+        measure(swallowing_call, Warmup(1, 0.0), stop, block_min_time_s=0.0)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert len(calls) <= 4  # the block after the signal, not the 1000th
+    assert "SIGTERM received: stopping" in capfd.readouterr().err
+    stop_if_signalled()  # outside, the signal has been dealt with
 
 
 def test_an_ignored_signal_stays_ignored():
