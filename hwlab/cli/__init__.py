@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from rich.markup import escape
 
 import hwlab
-from hwlab.cli import devices, predict, profile, search, tables
+from hwlab.cli import devices, predict, profile, qsearch, search, tables
 from hwlab.cli.console import stderr_console
 from hwlab.errors import HwlabError
 
@@ -31,6 +31,8 @@ hwlab measures what a CNN costs on a specific device.
   hwlab search --latency-ms X        SPOS supernet + evolution under a device latency budget
   hwlab train ARCH.json              retrain a found architecture from scratch, export ONNX/TFLite
   hwlab validate ARCH.json           measure it on the device: predicted vs measured latency
+  hwlab qsearch --latency-ms X       mixed-precision search: per-layer fp32/int8 under a device budget
+  hwlab quantize ARCH.json           the deployable int8/fp32 QDQ model of a qsearch result
 """
 
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables.register(sub)
     predict.register(sub)
     search.register(sub)
+    qsearch.register(sub)
     return parser
 
 
