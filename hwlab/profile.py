@@ -18,7 +18,7 @@ from typing import Any
 from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
 
 import hwlab
-from hwlab.errors import BackendUnavailable, HwlabError, InvalidRequest, PrecisionUnsupported, SpaceError
+from hwlab.errors import BackendUnavailable, ExportError, HwlabError, InvalidRequest, PrecisionUnsupported, SpaceError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
 from hwlab.lock import device_lock
@@ -292,12 +292,18 @@ def _profile_locked(
     if not todo:
         return report
     nodes: dict[str, int] = {}
-    models = _deployed(todo, request.backend, deployer, progress, nodes)
+    unquantisable: dict[str, str] = {}
+    models = _deployed(todo, request.backend, deployer, progress, nodes, unquantisable)
     anchors = _deployed(anchor_items(), request.backend, deployer, progress, nodes)
     job = with_models(job, models, device, anchors=anchors)
     setting = Setting(request.backend, fixed["runtime_version"], placement.threads, _mask(placement.core_mask))
     speed = SpeedScale(request.tables_root, device.name, setting, set_by=str(request.table_id), nodes=nodes)
     sink = ResultSink(table, {key: item.fields for key, item in by_key.items()}, device, request.backend, speed)
+    for key, why in unquantisable.items():  # a precision the quantiser cannot write for this op: a result
+        sink.append({"key": key, "status": "error", "error": why})
+    if not models:
+        report.measured = sink.rows
+        return report
     try:
         measurer.run(deployer, job, sink, progress)
     finally:
@@ -334,15 +340,27 @@ def anchor_items() -> list[ModelItem]:
 
 
 def _deployed(
-    todo: list[ModelItem], backend: str, deployer: Deployer, progress: Progress, nodes: dict[str, int]
+    todo: list[ModelItem],
+    backend: str,
+    deployer: Deployer,
+    progress: Progress,
+    nodes: dict[str, int],
+    unquantisable: dict[str, str] | None = None,
 ) -> list[ModelSpec]:
     """Export each item (cached) and push it (content-addressed); the job's model entries. ``nodes`` gets each
-    ONNX model's node count (its grain, for the speed scale)."""
+    ONNX model's node count (its grain, for the speed scale). An op the quantiser cannot write at its
+    precision goes into ``unquantisable`` (key -> why) instead of ending the run: that is a measured fact."""
     fmt = FORMAT_FOR_RUNTIME[backend]
     models = []
     for i, item in enumerate(todo):
         progress("export", i, len(todo), item.key)
-        exported = item.export(fmt)
+        try:
+            exported = item.export(fmt)
+        except ExportError as err:
+            if unquantisable is None or item.fields.get("prec", "fp32") == "fp32":
+                raise
+            unquantisable[item.key] = f"ExportError: {err}"
+            continue
         models.append(model_spec(item.key, deployer.model(exported.path, exported.sha256), exported.input_shapes))
         count = onnx_node_count(exported.path)
         if count:

@@ -94,8 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "quantize",
         help="the deployable QDQ ONNX model of a qsearch arch.json",
         description="Rebuild ARCH.json's network with its supernet weights, recalibrate BatchNorm for its"
-        " precisions, write the QDQ ONNX model (fp32 layers excluded from quantize_static), and report its"
-        " onnxruntime top-1 and whether its int8 layers run int8 kernels.",
+        " precisions, write the QDQ ONNX model (fp32 layers excluded from quantize_static) and, with the tflite"
+        " extra, the .tflite from the LiteRT quantizer (fp32 layers left float), and report each one's top-1 in"
+        " its runtime and whether its int8 layers run int8 kernels.",
         examples=["hwlab quantize runs/qsearch/local-onnxruntime-resnet-0.5ms/arch.json --out model.onnx"],
     )
     q.add_argument("arch", type=Path, help="an arch.json written by hwlab qsearch")
@@ -170,10 +171,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from hwlab.quant.job import quantize_arch
 
     out = args.out or args.arch.with_name("model-int8.onnx")
-    path, deployed = quantize_arch(args.arch, out)
+    path, deployed, tflite = quantize_arch(args.arch, out)
     if args.json:
-        print_json(deployed.to_json())
+        print_json({**deployed.to_json(), "tflite": tflite})
         return 0
-    Console().print(f"{escape(str(path))}: onnxruntime top-1 {deployed.runtime_top1:.1%}, int8 kernels"
-                    f" {deployed.int8_kernels} for {deployed.int8_layers} int8 layers")  # fmt: skip
+    console = Console()
+    console.print(f"{escape(str(path))}: onnxruntime top-1 {deployed.runtime_top1:.1%}, int8 kernels"
+                  f" {deployed.int8_kernels} for {deployed.int8_layers} int8 layers")  # fmt: skip
+    if isinstance(tflite, dict):
+        console.print(f"{escape(tflite['file'])}: LiteRT top-1 {tflite['runtime_top1']:.1%}, int8 ops"
+                      f" {tflite['int8_ops']} for {tflite['int8_layers']} int8 layers")  # fmt: skip
+    else:
+        console.print(f".tflite {escape(tflite)}")
     return 0

@@ -132,3 +132,36 @@ def deploy(net: torch.nn.Module, layers: Sequence[Layer], assignment: Sequence[s
     types = dict(collections.Counter(n.op_type for n in graph.node))
     return Deployed(path, tuple(assignment), effective_precisions(graph, layers), types,
                     runtime_top1(path, x_val, y_val))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DeployedTflite:
+    """The assignment as a .tflite from the LiteRT quantizer, with its int8 ops counted and its LiteRT top-1."""
+
+    path: Path
+    int8_layers: int
+    int8_ops: int  # conv/fc ops with int8 weights in the file
+    runtime_top1: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": str(self.path), "int8_layers": self.int8_layers, "int8_ops": self.int8_ops,
+                "runs_int8_as_chosen": self.int8_ops == self.int8_layers,
+                "runtime_top1": self.runtime_top1}  # fmt: skip
+
+
+def deploy_tflite(net: torch.nn.Module, paths: Sequence[tuple[str, bool]], assignment: Sequence[str],
+                  calibration: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, out: Path,
+                  name: str) -> DeployedTflite:  # fmt: skip
+    """The .tflite of ``net`` (litert-torch) quantised by the LiteRT quantizer with the fp32 layers left
+    float, calibrated on training images; its int8 ops and its top-1 in LiteRT."""
+    from hwlab.quant import litert_int8
+
+    litert_int8.require_quantizer()
+    fp32 = export_module(net.eval(), calibration[:1], "tflite", name=name).path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    images = [calibration[i : i + 1].numpy() for i in range(min(len(calibration), CALIBRATION_IMAGES))]
+    litert_int8.quantize_tflite_layers(fp32, tmp, paths, images, [p == "int8" for p in assignment])
+    tmp.replace(out)
+    top1 = litert_int8.litert_top1(out, x_val.numpy(), y_val.numpy())
+    return DeployedTflite(out, list(assignment).count("int8"), litert_int8.int8_layer_ops(out), top1)

@@ -127,6 +127,11 @@ class QuantNet(nn.Module):
         self.net = net
         self.layers = nn.ModuleList(wrapped[id(m)] for m in order)
 
+    def layer_paths(self) -> list[tuple[str, bool]]:
+        """(module path of each layer's conv or linear inside ``self.net``, whether it is a Linear), in order."""
+        names = {id(m): n for n, m in self.net.named_modules()}
+        return [(names[id(q.layer)], isinstance(q.layer, nn.Linear)) for q in self.layers]
+
     @property
     def track_ranges(self) -> bool:
         return all(layer.track for layer in self.layers)

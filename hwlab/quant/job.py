@@ -186,6 +186,7 @@ def qsearch(
         picks[0] = _winner_within_budget(request, candidates, picks[0],
                                          lambda c: _validate(request, qnet, score, data, layers, [c], out, progress,
                                                              transport))  # fmt: skip
+        picks[0].extra["tflite"] = _winner_tflite(request, qnet, score, data, picks[0], out / "winner.tflite")
     for pick in picks:  # what onnxruntime really ran, composed too, where it is not what was chosen
         effective = (pick.extra.get("deployed") or {}).get("effective_precisions")
         if effective and composed is not None:
@@ -232,6 +233,29 @@ def _validate(
         if row is not None and row.get("status") == "ok":
             pick.extra["measured_ms"] = float(row["median_ms"])
             pick.extra["measured_at"] = row.get("measured_at")
+
+
+def _winner_tflite(request: QSearchRequest, qnet: QuantNet, score: Scorer, data: Any, winner: Candidate,
+                   path: Path) -> dict[str, Any] | str:  # fmt: skip
+    """The winner as a .tflite through the LiteRT quantizer (its layers at their precisions), or why not."""
+    if any(not precision(p).deployable for p in winner.assignment):
+        return f"not written: {BITOPS_ONLY}"
+    score.recalibrate(winner.assignment)
+    return _winner_tflite_for(request.space, qnet, data, winner, path)
+
+
+def _winner_tflite_for(space: str, qnet: QuantNet, data: Any, winner: Candidate, path: Path) -> dict[str, Any] | str:
+    """``_winner_tflite`` once BN is recalibrated for the winner."""
+    from hwlab.errors import BackendUnavailable, ExportError
+    from hwlab.quant.deploy import deploy_tflite
+
+    qnet.set_precisions(["fp32"] * len(qnet.layers))
+    try:
+        done = deploy_tflite(qnet.net, qnet.layer_paths(), winner.assignment, data.x_train, data.x_val, data.y_val,
+                             path, f"qsearch-{space}-winner")  # fmt: skip
+    except (BackendUnavailable, ExportError) as err:
+        return f"not written: {err}"
+    return done.to_json()
 
 
 def _winner_within_budget(request: QSearchRequest, candidates: list[Candidate], winner: Candidate,
@@ -374,4 +398,6 @@ def quantize_arch(path: Path, out: Path) -> tuple[Path, Any]:
     qnet.set_precisions(["fp32"] * len(layers))
     deployed = deploy(qnet.net, layers, assignment, data.x_train, data.x_val, data.y_val, out,
                       f"qsearch-{arch['space']}-quantize")  # fmt: skip
-    return out, deployed
+    candidate = Candidate("quantize", assignment, None, 0.0)
+    tflite = _winner_tflite_for(arch["space"], qnet, data, candidate, out.with_suffix(".tflite"))
+    return out, deployed, tflite

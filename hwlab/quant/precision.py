@@ -71,7 +71,7 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 
 # The precisions hwlab can write a model at, per runtime. Whether the runtime then executes it, and
 # faster, is measured (a model that fails to load is an error row; the ratio is in precision_ratios).
-WRITABLE: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "litert": ("fp32",), "torch": ("fp32",)}
+WRITABLE: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "litert": ("fp32", "int8"), "torch": ("fp32",)}
 
 
 def require_writable(backend: str, names: tuple[str, ...] | list[str]) -> None:

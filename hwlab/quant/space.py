@@ -17,6 +17,8 @@ from hwlab.quant.boundary import BOUNDARY_KINDS, boundary_exporter, boundary_fie
 from hwlab.quant.precision import require_writable
 from hwlab.space.opspec import OpSpec
 
+BOUNDARY_BACKENDS = ("onnxruntime",)  # where boundary models are written and an int8 row holds its Q and DQ
+
 
 def _tensor_shapes(spec: OpSpec) -> set[tuple[int, int, int]]:
     """(channels, height, width) of the spec's inputs and output: where a precision switch can happen."""
@@ -45,7 +47,8 @@ def boundary_items(specs: Iterable[OpSpec], prec: str = "int8") -> list[Any]:
 
 def at_precisions(specs: Sequence[Any], precisions: Sequence[str], backend: str) -> list[Any]:
     """Every OpSpec of ``specs`` at each precision (other items as they are), then the boundaries; a precision
-    hwlab cannot write for ``backend`` is refused first."""
+    hwlab cannot write for ``backend`` is refused first. Boundary models are written for onnxruntime only: a
+    LiteRT int8 model takes and returns int8 (``litert_int8``), so its boundaries are not in its rows."""
     require_writable(backend, list(precisions))
     out: list[Any] = []
     ops = [s for s in specs if isinstance(s, OpSpec)]
@@ -53,7 +56,7 @@ def at_precisions(specs: Sequence[Any], precisions: Sequence[str], backend: str)
         out += [replace(s, prec=prec) for s in ops]
     out += [s for s in specs if not isinstance(s, OpSpec)]
     for prec in precisions:
-        if prec != "fp32":
+        if prec != "fp32" and backend in BOUNDARY_BACKENDS:
             out += boundary_items(ops, prec)
     return out
 

@@ -242,7 +242,11 @@ class LiteRTBackend(Backend):
         interpreter.allocate_tensors()
         if resized:
             details = interpreter.get_input_details()
-        for detail, array in zip(details, make_inputs(inputs, seed)):
+        # A fully quantised model (the LiteRT quantizer's int8) declares int8 inputs: it gets data of that type.
+        from .job import InputSpec
+
+        declared = [InputSpec(spec.shape, np.dtype(detail["dtype"]).name) for detail, spec in zip(details, inputs)]
+        for detail, array in zip(details, make_inputs(declared, seed)):
             interpreter.set_tensor(detail["index"], array)
         # Inputs are set once: a call is invoke() alone, the interpreter keeps its input buffers.
         return Loaded(interpreter.invoke)

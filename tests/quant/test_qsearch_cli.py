@@ -53,6 +53,11 @@ def test_qsearch_deploys_every_pick_and_quantize_rebuilds_the_winner(capsys, tmp
     deployed = json.loads(out)
     winner = picks["evolution"]["precisions"]
     assert deployed["int8_layers"] == winner.count("int8") <= deployed["int8_kernels"]
+    # The .tflite from the LiteRT quantizer: exactly the chosen layers carry int8 weights.
+    tflite = deployed["tflite"]
+    assert tflite["int8_ops"] == tflite["int8_layers"] == winner.count("int8"), tflite
+    assert (tmp_path / "model.tflite").is_file() and 0.0 <= tflite["runtime_top1"] <= 1.0
+    assert picks["evolution"]["tflite"]["int8_ops"] == winner.count("int8")
 
 
 def test_a_bitops_search_offers_the_low_widths_and_labels_them(capsys, tmp_path):

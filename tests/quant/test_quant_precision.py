@@ -68,8 +68,8 @@ def test_a_precision_no_runtime_executes_or_hwlab_cannot_write_is_a_clear_error(
     assert "--bitops" in (info.value.hint or "")
     with pytest.raises(PrecisionUnsupported, match="int4"):
         export_spec(replace(CONV, prec="int4"), "onnx")
-    with pytest.raises(PrecisionUnsupported, match="litert cannot be profiled at int8"):
-        require_writable("litert", ["fp32", "int8"])
+    with pytest.raises(PrecisionUnsupported, match="torch cannot be profiled at int8"):
+        require_writable("torch", ["fp32", "int8"])
     with pytest.raises(PrecisionUnsupported, match="unknown precision 'fp8'"):
         parse_precisions("fp32,fp8")
     with pytest.raises(PrecisionUnsupported, match="twice"):
@@ -131,3 +131,32 @@ def test_the_int8_check_measures_reference_layers_at_both_precisions(tmp_path: P
         assert layer.ratio == pytest.approx(layer.int8_ms / layer.fp32_ms)
     assert isinstance(check.features, list)  # this host's /proc/cpuinfo is readable
     assert check.to_json()["layers"][0]["ratio"] == check.layers[0].ratio
+
+
+def test_litert_int8_models_come_from_the_quantizer_and_an_op_it_cannot_quantise_is_an_error_row(
+    tmp_path: Path,
+) -> None:
+    """A conv at int8 as .tflite (LiteRT quantizer: int8 in, int8 out, CONV_2D on int8) is profiled on litert
+    next to its fp32 twin; an avgpool the quantizer refuses becomes an error row, the run goes on."""
+    pytest.importorskip("ai_edge_quantizer")
+    from ai_edge_litert.interpreter import Interpreter
+
+    conv = OpSpec("conv", 8, 8, 8, 16, kernel=3)
+    int8 = export_spec(replace(conv, prec="int8"), "tflite")
+    interpreter = Interpreter(model_path=str(int8.path))
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert "CONV_2D" in [op["op_name"] for op in interpreter._get_ops_details()]
+    pool = OpSpec("avgpool", 16, 16, 8, 8, kernel=3, stride=2)
+    request = ProfileRequest(
+        device=LOCAL_DEFAULT, backend="litert", specs=at_precisions([conv, pool], ["fp32", "int8"], "litert"),
+        space="mixed", tables_root=tmp_path / "t", settings=stopping(min_time_s=0.02, max_time_s=0.2, min_count=5),
+    )  # fmt: skip
+    from hwlab.profile import profile
+
+    rows = {r["key"]: r for r in profile(request).table}
+    assert not any(k.startswith("boundary-") for k in rows)  # a LiteRT int8 row holds no Q/DQ to price apart
+    assert rows[conv.key]["status"] == rows[replace(conv, prec="int8").key]["status"] == "ok"
+    failed = rows[replace(pool, prec="int8").key]
+    assert failed["status"] == "error" and "LiteRT quantizer could not quantise" in failed["error"]
+    assert rows[pool.key]["status"] == "ok"
