@@ -41,6 +41,7 @@ from hwlab.quant.qsearch import (
     Scorer,
     baselines,
     evolution,
+    ilp,
     sensitivities,
     train_qsupernet,
 )
@@ -159,15 +160,21 @@ def qsearch(
     net = build_network(request.space, data.num_classes, INPUT_SIZE, request.arch)
     shapes = layer_shapes(net, example)
     qnet = QuantNet(net, example, request.choices)
-    checkpoint = _checkpoint(request)
-    train_qsupernet(qnet, data, request.choices, request.train, checkpoint, progress)
     qnet.set_precisions(["fp32"] * len(qnet.layers))
+    # Latency does not depend on the weights: the table is measured, and the budget checked, before training.
     fp32_path = export_module(qnet.net.eval(), example, "onnx", name=f"qsearch-{request.space}").path
     layers = graph_layers(fp32_path, [(s, m) for _, s, m in shapes])
     composed = None
     if request.budget.latency_ms is not None or request.validate:
         composed = measure_precision_table(request, qnet.net, layers, data.x_train, progress, transport)
     problem = Problem(layers, request.choices, request.budget, composed)
+    if ilp(problem, [dict.fromkeys(request.choices, 0.0)] * len(layers)) is None:
+        raise SearchError(f"no assignment of {', '.join(request.choices)} fits the budget on this network"
+                          + _range_note(composed),
+                          hint="raise --latency-ms or --bitops")  # fmt: skip
+    checkpoint = _checkpoint(request)
+    train_qsupernet(qnet, data, request.choices, request.train, checkpoint, progress)
+    qnet.set_precisions(["fp32"] * len(qnet.layers))
     score = Scorer(qnet, data)
     sens = sensitivities(score, len(layers), request.choices)
     settings = request.evolution
@@ -194,6 +201,14 @@ def qsearch(
     outcome = QSearchOutcome(out, layers, composed, candidates, picks)
     outcome.files = write_outputs(request, outcome, sens, checkpoint)
     return outcome
+
+
+def _range_note(composed: ComposedLatency | None) -> str:
+    if composed is None:
+        return ""
+    n = len(composed.layers)
+    return (f" (composed: uniform fp32 {composed(['fp32'] * n):.3f} ms, uniform int8"
+            f" {composed(['int8'] * n):.3f} ms)")  # fmt: skip
 
 
 def _validate(

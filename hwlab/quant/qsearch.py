@@ -35,6 +35,7 @@ from hwlab.progress import Progress
 from hwlab.quant.cost import ComposedLatency, bitops, layer_bitops
 from hwlab.quant.fakequant import QuantNet
 from hwlab.quant.network import GRAPH_INPUT, Layer
+from hwlab.quant.precision import precision
 from hwlab.search.data import ImageData, batches
 from hwlab.search.train import TrainResult, TrainSettings, _train
 
@@ -117,10 +118,10 @@ class Scorer:
     def recalibrate(self, assignment: Assignment) -> None:
         """BN statistics of ``assignment`` (activation ranges stay as trained)."""
         self.qnet.load_state_dict(self.state)
-        norms = [m for m in self.qnet.modules() if isinstance(m, nn.BatchNorm2d)]
+        norms = {m: m.momentum for m in self.qnet.modules() if isinstance(m, nn.BatchNorm2d)}
         for m in norms:
             m.reset_running_stats()
-            m.momentum = None
+            m.momentum = None  # a cumulative average over the recalibration batches
         self.qnet.train()
         self.qnet.track_ranges = False
         try:
@@ -128,8 +129,8 @@ class Scorer:
                 self.qnet(x, assignment)
         finally:
             self.qnet.track_ranges = True
-            for m in norms:
-                m.momentum = 0.1
+            for m, momentum in norms.items():
+                m.momentum = momentum
             self.qnet.eval()
 
     @torch.no_grad()
@@ -264,15 +265,12 @@ def ilp(problem: Problem, sens: Sequence[dict[str, float]]) -> Assignment | None
     if problem.budget.latency_ms is not None:
         lat = problem.latency
         assert lat is not None
-        if any(not _deployable(p) for p in choices):
-            for i in range(n):
-                for p in choices:
-                    if not _deployable(p):
-                        model += x[i, p] == 0
+        for i in range(n):  # a width no runtime executes has no latency: not under a latency budget
+            for p in choices:
+                if not precision(p).deployable:
+                    model += x[i, p] == 0
         terms = []
-        for i, (layer, cost) in enumerate(zip(lat.layers, lat.costs, strict=True)):
-            if "int8" not in choices:
-                break
+        for i, (layer, cost) in enumerate(zip(lat.layers, lat.costs, strict=True) if "int8" in choices else ()):
             # An int8 layer pays its delta and two boundaries; a saved boundary gives back its Q or DQ and
             # the boundary cost. A saving is possible only where every neighbour it needs is a layer.
             terms.append((lat.scale * cost.delta_int8 + 2 * lat.per_boundary_ms) * x[i, "int8"])
@@ -289,12 +287,6 @@ def ilp(problem: Problem, sens: Sequence[dict[str, float]]) -> Assignment | None
     if pulp.LpStatus[model.status] != "Optimal":
         return None
     return tuple(max(choices, key=lambda p: x[i, p].value() or 0.0) for i in range(n))
-
-
-def _deployable(p: str) -> bool:
-    from hwlab.quant.precision import precision
-
-    return precision(p).deployable
 
 
 def baselines(problem: Problem, score: Callable[[Assignment], tuple[float, float]],

@@ -59,6 +59,14 @@ def test_qsearch_deploys_every_pick_and_quantize_rebuilds_the_winner(capsys, tmp
     assert (tmp_path / "model.tflite").is_file() and 0.0 <= tflite["runtime_top1"] <= 1.0
     assert picks["evolution"]["tflite"]["int8_ops"] == winner.count("int8")
 
+    # A budget nothing meets is refused from the table (measured above), before any training.
+    fresh = tmp_path / "runs-unmet"
+    rc = main(["qsearch", "--latency-ms", "0.0001", *TINY, *FAST, "--runs-dir", str(fresh), "--tables-dir",
+               str(tables), "--out", str(tmp_path / "unmet")])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert rc == 1 and "no assignment of fp32, int8 fits the budget" in err and "uniform int8" in err, err
+    assert not (fresh / "qsupernets").exists()
+
 
 def test_a_bitops_search_offers_the_low_widths_and_labels_them(capsys, tmp_path):
     rc = main(["qsearch", "--bitops", "5", *TINY, "--no-validate", "--runs-dir", str(tmp_path / "runs"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -57,6 +58,14 @@ def running(pid: int) -> bool:
 FOREVER = ("--schedule", "single", "--min-time", "120", "--max-time", "120", "--ci", "0")
 
 
+def default_signals() -> None:
+    """In the child: SIGINT and SIGHUP at their defaults, as from a terminal. A suite started under nohup or
+    in the background inherits them ignored, and hwlab rightly leaves an ignored signal ignored; the tests
+    that send them are about hwlab's handling, not about how the suite was started."""
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def start_long_profile(device: str, inventory: Path, tables: Path, pid_file: Path) -> tuple[subprocess.Popen[str], int]:
     """``hwlab profile`` of a job of minutes on ``device`` (whose python is :func:`recording_python`), started
     and waited for until its runner is up: (the hwlab process, the runner's pid)."""
@@ -64,7 +73,8 @@ def start_long_profile(device: str, inventory: Path, tables: Path, pid_file: Pat
             "--backend", "onnxruntime", "--space", "generic", "--count", "3", "--seed", "4", *FOREVER,
             "--tables-dir", str(tables)]  # fmt: skip
     env = {**os.environ, "HWLAB_CACHE": str(tables.parent / "cache"), "COLUMNS": "200"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)  # fmt: skip
     deadline = time.monotonic() + 300  # a bound for a broken run only: export and start take seconds
     while not (pid_file.exists() and pid_file.read_text().strip()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
