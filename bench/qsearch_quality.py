@@ -151,7 +151,7 @@ def main() -> None:
             print(f"{method:14s} {mean_std([v[0] for v in values]):>18s} {mean_std([v[1] for v in values]):>18s}")
 
     # 4. int8/fp32 per op type
-    table = LookupTable.at(base.tables_root, TableId(device.name, "onnxruntime", f"qsearch-{args.space}"))
+    table = LookupTable.at(base.tables_root, TableId(device.name, "onnxruntime", f"qsearch-{base.network}"))
     print("== int8/fp32 per op type (precision table)")
     for r in precision_ratios(list(table)):
         print(f"{r.op:10s} ratio {r.ratio:.2f} over {r.pairs} shapes, int8 faster in {r.faster}")

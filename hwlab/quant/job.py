@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hwlab.errors import SearchError
+from hwlab.errors import PrecisionUnsupported, SearchError
 from hwlab.export.api import ExportedModel, export_module
 from hwlab.export.cache import file_sha256
 from hwlab.inventory import DeviceSpec
@@ -75,6 +75,14 @@ class QSearchRequest:
     validate: bool = True
 
     @property
+    def network(self) -> str:
+        """The searched network's name in tables and files: the space, and for SPOS a digest of its choices
+        (another architecture must never reuse this one's rows)."""
+        if self.arch is None:
+            return self.space
+        return f"{self.space}-{hashlib.sha256(json.dumps(self.arch, sort_keys=True).encode()).hexdigest()[:10]}"
+
+    @property
     def choices(self) -> tuple[str, ...]:
         """fp32 and int8 under a latency budget; with a BitOps budget alone, the paper's 4 and 2 bits too."""
         return ("fp32", "int8") if self.budget.latency_ms is not None else ("fp32", "int8", "int4", "int2")
@@ -115,19 +123,19 @@ def measure_precision_table(request: QSearchRequest, net: torch.nn.Module, layer
                             transport: Transport | None) -> ComposedLatency:  # fmt: skip
     """The fp32 network, the calibration networks (uniform int8 and seeded random mixed assignments), and every
     distinct layer op at fp32 and int8 with boundaries: one resumable table, measured in one job."""
-    key = f"qsearch-{request.space}-network-fp32"
+    key = f"qsearch-{request.network}-network-fp32"
     networks = []
     for assignment in calibration_assignments(len(layers)):
         code = "".join("8" if p == "int8" else "f" for p in assignment)
-        path = request.runs / "qsearch-networks" / f"{request.space}-{code}.onnx"
+        path = request.runs / "qsearch-networks" / f"{request.network}-{code}.onnx"
         if not path.is_file():
             write_assignment(net, layers, assignment, calibration, path, f"qsearch-{request.space}")
-        networks.append((assignment, _file_item(path, f"qsearch-{request.space}-network-{code}")))
+        networks.append((assignment, _file_item(path, f"qsearch-{request.network}-network-{code}")))
     specs = list(dict.fromkeys(layer.spec for layer in layers))
     items = [_network_item(net, key), *(item for _, item in networks),
              *at_precisions(specs, ["fp32", "int8"], request.backend)]  # fmt: skip
     report = profile(ProfileRequest.of(request.device, request.backend, request.measuring, specs=items,
-                                       space="qsearch", table_name=f"qsearch-{request.space}",
+                                       space="qsearch", table_name=f"qsearch-{request.network}",
                                        tables_root=request.tables_root, settings=request.settings),
                      progress, transport=transport)  # fmt: skip
     ms = {r["key"]: float(r["median_ms"]) for r in report.table if r.get("status") == "ok" and r.get("median_ms")}
@@ -153,8 +161,11 @@ def qsearch(
     request: QSearchRequest, progress: Progress | None = None, transport: Transport | None = None
 ) -> QSearchOutcome:
     """Run one bit-width search end to end (see the module doc)."""
-    for p in request.choices:
-        precision(p)
+    if request.backend != "onnxruntime":
+        raise PrecisionUnsupported(
+            f"hwlab qsearch composes and measures mixed precisions on onnxruntime only, not {request.backend}",
+            hint="run it with --backend onnxruntime; with the tflite extra its winner is also written as a .tflite",
+        )
     data = load_data(request.data, INPUT_SIZE)
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     net = build_network(request.space, data.num_classes, INPUT_SIZE, request.arch)
@@ -233,13 +244,13 @@ def _validate(
         deployed = deploy(qnet.net, layers, pick.assignment, data.x_train, data.x_val, data.y_val,
                           out / f"{pick.method}.onnx", f"qsearch-{request.space}-{pick.method}")  # fmt: skip
         pick.extra["deployed"] = deployed.to_json()
-        key = f"qsearch-{request.space}-{pick.method}-{file_sha256(deployed.path)[:12]}"
+        key = f"qsearch-{request.network}-{pick.method}-{file_sha256(deployed.path)[:12]}"
         pick.extra["measured_key"] = key
         items.append(_file_item(deployed.path, key))
     if not items:
         return
     report = profile(ProfileRequest.of(request.device, request.backend, request.measuring, specs=items,
-                                       space="qsearch-validate", table_name=f"qsearch-{request.space}-validate",
+                                       space="qsearch-validate", table_name=f"qsearch-{request.network}-validate",
                                        tables_root=request.tables_root, settings=request.settings),
                      progress, transport=transport)  # fmt: skip
     rows = report.table.rows()

@@ -79,7 +79,10 @@ def test_a_bitops_search_offers_the_low_widths_and_labels_them(capsys, tmp_path)
     assert all(c["composed_ms"] is None for c in result["candidates"] if {"int4", "int2"} & set(c["precisions"]))
 
 
-def test_qsearch_without_a_budget_is_refused(capsys):
+def test_qsearch_without_a_budget_or_on_another_runtime_is_refused(capsys):
     rc = main(["qsearch", "--no-validate"])
     _, err = capsys.readouterr()
     assert rc != 0 and "--latency-ms and/or --bitops" in err
+    rc = main(["qsearch", "--backend", "litert", "--latency-ms", "1"])
+    _, err = capsys.readouterr()
+    assert rc != 0 and "on onnxruntime only, not litert" in err
