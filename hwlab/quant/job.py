@@ -108,11 +108,6 @@ def _checkpoint(request: QSearchRequest) -> Path:
     return request.runs / "qsupernets" / f"{request.space}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.pt"
 
 
-def _network_item(net: torch.nn.Module, key: str) -> ModelItem:
-    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-    return ModelItem(key, {"op": "model", "family": "qsearch"}, lambda fmt: export_module(net, example, fmt, name=key))
-
-
 def _file_item(path: Path, key: str) -> ModelItem:
     exported = ExportedModel(path, file_sha256(path), "onnx", ((1, 3, INPUT_SIZE, INPUT_SIZE),), key)
     return ModelItem(key, {"op": "model", "family": "qsearch"}, lambda fmt: exported)
@@ -132,7 +127,9 @@ def measure_precision_table(request: QSearchRequest, net: torch.nn.Module, layer
             write_assignment(net, layers, assignment, calibration, path, f"qsearch-{request.space}")
         networks.append((assignment, _file_item(path, f"qsearch-{request.network}-network-{code}")))
     specs = list(dict.fromkeys(layer.spec for layer in layers))
-    items = [_network_item(net, key), *(item for _, item in networks),
+    fp32_net = ModelItem.of_module(key, net, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),
+                                   {"op": "model", "family": "qsearch"})  # fmt: skip
+    items = [fp32_net, *(item for _, item in networks),
              *at_precisions(specs, ["fp32", "int8"], request.backend)]  # fmt: skip
     report = profile(ProfileRequest.of(request.device, request.backend, request.measuring, specs=items,
                                        space="qsearch", table_name=f"qsearch-{request.network}",

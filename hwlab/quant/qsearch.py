@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hwlab.errors import SearchError
 from hwlab.progress import Progress
@@ -36,8 +35,9 @@ from hwlab.quant.cost import ComposedLatency, bitops, layer_bitops
 from hwlab.quant.fakequant import QuantNet
 from hwlab.quant.network import GRAPH_INPUT, Layer
 from hwlab.quant.precision import precision
+from hwlab.search.bn import recalibrate
 from hwlab.search.data import ImageData, batches
-from hwlab.search.train import TrainResult, TrainSettings, _train
+from hwlab.search.train import TrainResult, TrainSettings, train_supernet
 
 METHODS = ("evolution", "uniform-fp32", "uniform-int8", "greedy", "ilp")
 Assignment = tuple[str, ...]
@@ -97,11 +97,9 @@ def train_qsupernet(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Uniform path sampling over the bit choices: each step draws a precision per layer."""
-    rng = random.Random(settings.seed)
     n = len(qnet.layers)
-    return _train(qnet, lambda model, x: model(x, [rng.choice(choices) for _ in range(n)]), data, settings,
-                  checkpoint, progress, extra_state=lambda: {"path_rng": rng.getstate()},
-                  load_extra=lambda state: rng.setstate(state["path_rng"]))  # fmt: skip
+    return train_supernet(qnet, data, settings, lambda rng: [rng.choice(choices) for _ in range(n)], checkpoint,
+                          progress)  # fmt: skip
 
 
 class Scorer:
@@ -118,20 +116,11 @@ class Scorer:
     def recalibrate(self, assignment: Assignment) -> None:
         """BN statistics of ``assignment`` (activation ranges stay as trained)."""
         self.qnet.load_state_dict(self.state)
-        norms = {m: m.momentum for m in self.qnet.modules() if isinstance(m, nn.BatchNorm2d)}
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the recalibration batches
-        self.qnet.train()
         self.qnet.track_ranges = False
         try:
-            for x in self.recal:
-                self.qnet(x, assignment)
+            recalibrate(self.qnet, lambda x: self.qnet(x, assignment), self.recal, len(self.recal))
         finally:
             self.qnet.track_ranges = True
-            for m, momentum in norms.items():
-                m.momentum = momentum
-            self.qnet.eval()
 
     @torch.no_grad()
     def __call__(self, assignment: Assignment) -> tuple[float, float]:

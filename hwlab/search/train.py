@@ -27,7 +27,6 @@ from hwlab.progress import Progress
 from hwlab.search.data import ImageData, batches
 from hwlab.search.sampling import PathSampler
 from hwlab.search.space import Arch
-from hwlab.search.supernet import Supernet
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,15 @@ def is_main_process() -> bool:
 
 
 def train_supernet(
-    supernet: Supernet,
+    supernet: nn.Module,
     data: ImageData,
     settings: TrainSettings,
-    sampler: PathSampler,
+    sampler: PathSampler | Callable[[random.Random], Any],
     checkpoint: Path | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train with one path per step drawn by ``sampler`` (seeded per rank)."""
+    """Train with one path per step drawn by ``sampler`` (seeded per rank): ``supernet(x, path)`` runs a
+    path, whether an architecture of the SPOS supernet or a precision per layer (hwlab.quant.qsearch)."""
     rng = random.Random(settings.seed * 1000 + _rank())
     return _train(supernet, lambda model, x: model(x, sampler(rng)), data, settings, checkpoint, progress,
                   extra_state=lambda: {"path_rng": rng.getstate()},
