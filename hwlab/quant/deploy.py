@@ -62,7 +62,7 @@ class Deployed:
         return out
 
 
-# Why a layer left at fp32 can run int8 anyway (measured: 1 of 15 ResNet picks, most mixed SPOS picks).
+# Why a layer left at fp32 can run int8 anyway (measured: 1 of 15 ResNet picks, both mixed picks of a SPOS run).
 EFFECTIVE_NOTE = (
     "onnxruntime ran some fp32 layers as int8: its WeightBiasQuantization rewrite quantises the float weight"
     " of a Conv/Gemm whose input comes from a DequantizeLinear (per tensor), and a following QuantizeLinear"
