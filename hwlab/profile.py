@@ -21,7 +21,7 @@ import hwlab
 from hwlab.errors import BackendUnavailable, ExportError, HwlabError, InvalidRequest, PrecisionUnsupported, SpaceError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
 from hwlab.inventory import DeviceSpec
-from hwlab.lock import device_lock
+from hwlab.lease import device_lease
 from hwlab.measure.anchors import ANCHORS, anchor_module
 from hwlab.measure.benchmark_model import BenchmarkModelMeasurer
 from hwlab.measure.deploy import Deployer
@@ -246,7 +246,7 @@ def profile(
     """
     report_progress = progress or (lambda *_: None)
     own_transport = transport is None
-    with device_lock(request.device.name, request.lock_wait_s):
+    with device_lease(request.device.name, request.lock_wait_s):
         transport = transport or connect(request.device)
         try:
             return _profile_locked(request, Deployer(transport, request.device), report_progress, facts)

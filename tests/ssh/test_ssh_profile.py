@@ -16,7 +16,7 @@ from gated_runner import gated_python, recording_python, running, start_long_pro
 
 from hwlab.cli import main
 from hwlab.errors import DeviceBusy, TransportError
-from hwlab.lock import device_lock
+from hwlab.lease import device_lease
 from hwlab.measure.anchors import ANCHORS
 from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.profile import ProfileRequest, profile
@@ -99,18 +99,18 @@ def test_injection_through_inventory_values_stays_literal(sshd, tmp_path: Path) 
 def test_second_profile_of_a_busy_device_refuses_or_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HWLAB_CACHE", str(tmp_path))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from hwlab.lock import device_lock\n"
-         "with device_lock('board'):\n    print('held', flush=True); sys.stdin.readline(); released = time.time()\n"
+        [sys.executable, "-c", "import sys, time; from hwlab.lease import device_lease\n"
+         "with device_lease('board'):\n    print('held', flush=True); sys.stdin.readline(); released = time.time()\n"
          "print(released, flush=True)"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "HWLAB_CACHE": str(tmp_path)},
     )  # fmt: skip
     assert holder.stdin is not None and holder.stdout is not None and holder.stdout.readline() == "held\n"
-    with pytest.raises(DeviceBusy, match=rf"in use by pid {holder.pid}") as info, device_lock("board"):
+    with pytest.raises(DeviceBusy, match=rf"in use by pid {holder.pid}") as info, device_lease("board"):
         pass  # the holder keeps the lock until it is told to let go
     assert "--lock-wait" in str(info.value)
     holder.stdin.write("let go\n")
     holder.stdin.flush()
-    with device_lock("board", wait_s=60):  # queues behind the holder, then gets it
+    with device_lease("board", wait_s=60):  # queues behind the holder, then gets it
         acquired = time.time()
     assert acquired >= float(holder.stdout.readline())
     holder.wait()
