@@ -1,31 +1,45 @@
-"""Fixtures for the adb transport: a private adb server and a stand-in phone per test.
+"""Fixtures shared by the test folders: a real sshd per test (the loopback "board"), and a private adb
+server with a stand-in phone that speaks adbd's wire protocol (no real phone can run here).
 
-Each test gets its own adb server port (``ANDROID_ADB_SERVER_PORT``) and key
-folder, so a user's adb server and phones are never touched; the server is
-killed at teardown.
+Each test gets its own adb server port (``ANDROID_ADB_SERVER_PORT``) and key folder, so a user's adb
+server and phones are never touched; the server is killed at teardown.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from adbd_standin import StandIn
+from sshd_server import SSHD, Sshd, free_port, keygen
 
 from hwlab.transport.adb import AdbTransport
 
+
+@pytest.fixture
+def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
+        pytest.skip("OpenSSH server not installed: `scripts/setup --dev` installs it (Debian: openssh-server)")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    home = tmp_path / "sshd"
+    home.mkdir()
+    keygen(home / "host_ed25519")
+    keygen(home / "id_ed25519")
+    shutil.copy(home / "id_ed25519.pub", home / "authorized_keys")
+    server = Sshd(home, free_port())
+    (home / "known_hosts").write_text(server.known_hosts_line())
+    monkeypatch.setenv("HWLAB_CACHE", str(tmp_path / "cache"))
+    server.start()
+    yield server
+    server.kill()
+
+
 ADB = shutil.which("adb")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
