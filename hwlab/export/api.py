@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,15 +100,22 @@ def _export(
     return ExportedModel(path, file_sha256(path), fmt, shapes, name)
 
 
+# One export at a time per process: torch's exporters keep global state, and CPython 3.11's parser (behind
+# inspect.getsource, which fingerprints a module's code) fails when two threads parse at once. Threads of
+# one process (a Dask worker serving two devices) export in turn; their devices still measure together.
+EXPORT_LOCK = threading.RLock()
+
+
 def export_spec(spec: OpSpec, fmt: str, cache_dir: Path | None = None) -> ExportedModel:
     """Export the module of `spec` (seeded weights, eval mode) to format `fmt`, cached by its key; a spec at a
     precision other than fp32 is quantised from its fp32 twin (hwlab/quant/export.py)."""
-    if spec.prec != "fp32":
-        from hwlab.quant.export import export_quantized_spec
+    with EXPORT_LOCK:
+        if spec.prec != "fp32":
+            from hwlab.quant.export import export_quantized_spec
 
-        return export_quantized_spec(spec, fmt, cache_dir)  # type: ignore[no-any-return]
-    source = f"spec:{spec.key}:build-v{SPEC_BUILD_VERSION}"
-    return _export(build_module(spec), example_inputs(spec), fmt, source, spec.key, cache_dir)
+            return export_quantized_spec(spec, fmt, cache_dir)  # type: ignore[no-any-return]
+        source = f"spec:{spec.key}:build-v{SPEC_BUILD_VERSION}"
+        return _export(build_module(spec), example_inputs(spec), fmt, source, spec.key, cache_dir)
 
 
 def export_module(
@@ -122,8 +130,9 @@ def export_module(
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise ExportError("example_inputs must be a tensor or a sequence of tensors", hint="pass torch tensors")
     name = name or type(module).__name__
-    source = f"module:{module_fingerprint(module)}"
-    return _export(module, inputs, fmt, source, name, cache_dir)
+    with EXPORT_LOCK:
+        source = f"module:{module_fingerprint(module)}"
+        return _export(module, inputs, fmt, source, name, cache_dir)
 
 
 def export_model_files(

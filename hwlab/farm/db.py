@@ -105,11 +105,12 @@ results = Table(
     Column("status", String(16), nullable=False),  # ok, error
     Column("error_class", String(16)),  # model, measurement, infrastructure
     Column("error", Text),
-    Column("median", Float),
+    Column("median", Float),  # of the samples on the device's reference speed (raw / speed_factor), else raw
+    Column("raw_median", Float),  # of the samples as timed
     Column("ci_rel", Float),
     Column("n", Integer),
-    Column("samples", Text),  # JSON list of the raw samples, in the series' unit
-    Column("speed_factor", Float),
+    Column("samples", Text),  # JSON list of the raw samples, as timed, in the series' unit
+    Column("speed_factor", Float),  # the job's speed against the device's reference (anchors); None: unknown
     Column("fingerprint_hash", String(64)),
     Column("measured_at", String(32)),
     UniqueConstraint("run_id", "series_id", "kind"),
@@ -406,6 +407,17 @@ class History:
                 return int(existing)
             done = conn.execute(insert(alerts).values(run_id=run_id, series_id=sid, created_at=now(), **fields))
             return int(done.inserted_primary_key[0])
+
+    def open_alert(self, key: SeriesKey, kind: str) -> int | None:
+        """The series' unacknowledged alert of this kind, if any: a change stays one alert, night after
+        night, until someone acknowledges it."""
+        sid = self.series_id(key)
+        query = select(alerts.c.id).where(
+            (alerts.c.series_id == sid) & (alerts.c.kind == kind) & alerts.c.acknowledged_at.is_(None)
+        )
+        with self.begin() as conn:
+            found = conn.execute(query.order_by(alerts.c.id)).scalar()
+        return int(found) if found is not None else None
 
     def alerts(self, *, unacknowledged: bool = False, run_id: str | None = None) -> list[dict[str, Any]]:
         query = (

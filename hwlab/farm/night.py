@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,10 +40,11 @@ from hwlab.errors import (
     TransportError,
     UnknownHostKey,
 )
+from hwlab.farm.baseline import common_factor, earlier_nights, night_factors, night_of, night_speed_key
 from hwlab.farm.db import History, SeriesKey
 from hwlab.farm.models import golden_item, reference
 from hwlab.farm.plan import FarmPlan, load_plan
-from hwlab.farm.regress import Night, Thresholds, Verdict, judge, step_night
+from hwlab.farm.regress import Thresholds, Verdict, judge_night, step_night
 from hwlab.inventory import DeviceSpec, get_device
 from hwlab.lease import device_lease
 from hwlab.profile import Measuring, ProfileRequest, as_item, profile
@@ -85,6 +87,7 @@ class NightOutcome:
     flagged: list[str] = field(default_factory=list)  # series flagged, then confirmed or not
     alerts: list[int] = field(default_factory=list)
     attempts: int = 1
+    worker: str | None = None  # the Dask worker that ran it (None: this process)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -114,7 +117,9 @@ def fingerprint(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def device_night(job: NightJob, log: Log = lambda _: None) -> NightOutcome:
-    """Run one device's night of ``job.run_id``, retrying infrastructure errors as the plan says."""
+    """Run one device's night of ``job.run_id``, retrying infrastructure errors as the plan says. Any other
+    error of hwlab's (an SSH host key not trusted, a device the inventory describes wrongly) makes the device
+    bad, with the error as the reason, and the other devices' nights go on."""
     plan = load_plan(Path(job.plan_path))
     history = History.open(job.db_url)
     device = get_device(job.device, job.inventory)
@@ -131,8 +136,9 @@ def device_night(job: NightJob, log: Log = lambda _: None) -> NightOutcome:
             outcome.attempts = attempt
             return outcome
         except HwlabError as err:
-            if not is_infrastructure(err):
-                raise
+            if not is_infrastructure(err):  # e.g. a host key that is not trusted: the device is not usable
+                log(f"{device.name}: {type(err).__name__}: {err.message}")
+                return _unhealthy(history, job, device, f"{type(err).__name__}: {err.message}")
             history.count_infra_error(device.name, job.run_id, attempt, f"{type(err).__name__}: {err.message}")
             if attempt > plan.retries:
                 log(f"{device.name}: infrastructure error, {attempt} attempts: {err.message}")
@@ -162,7 +168,7 @@ def _night(
 
     outcome = NightOutcome(device.name, "done")
     with device_lease(device.name, job.lease_wait_s, owner=f"farm run {job.run_id}", ttl_s=plan.lease_ttl_s):
-        history.set_state(device.name, "running")
+        history.set_state(device.name, "reserved")
         transport = connect(device)
         try:
             facts, findings = diagnose(device, transport)
@@ -178,10 +184,12 @@ def _night(
                     return _unhealthy(history, job, device, f"{backend}: {err.message}")
             if not backends:
                 return _unhealthy(history, job, device, f"runs none of the plan's backends {list(plan.backends)}")
+            history.set_state(device.name, "running")
             nightly = Nightly(plan, history, device, job, transport, facts, log)
-            golden = nightly.measure(
-                backends[0], [golden_item()], "golden", replace(plan.thresholds, min_change=plan.max_slowdown, k=0.0)
-            )
+            # The golden model is always judged on raw samples: a device that became slower as a whole is
+            # what the health check is for (drift correction would divide that out).
+            health = replace(plan.thresholds, min_change=plan.max_slowdown, k=0.0, correction="none")
+            golden = nightly.measure(backends[0], [golden_item()], "golden", health)
             slower = [v for v in golden.confirmed.values() if v.kind == "regression"]
             if golden.errors or slower:
                 why = golden.errors[0] if golden.errors else f"golden model {slower[0].change:+.0%} against its history"
@@ -272,6 +280,8 @@ class Nightly:
             done.results += written
             if error:
                 done.errors.append(f"{key}: {error}")
+        if kind == "night" and thresholds.correction == "common":
+            done.alerts += self._night_speed(backend, keys, thresholds)
         verdicts = {}
         for key in keys:
             series = SeriesKey(self.device.name, backend, key)
@@ -313,8 +323,14 @@ class Nightly:
             tables_root=work_root(self.plan),
             settings=self.plan.settings(),
         )
+        where = f"{self.device.name}/{backend}"
+
+        def progress(phase: str, done: int, total: int, _label: str) -> None:
+            if phase == "measure" and done:
+                self.log(f"{where}: {table_name.rsplit('-', 1)[-1]} {done}/{total} measured")
+
         try:
-            return profile(request, transport=self.transport, facts=self.facts).table, None
+            return profile(request, progress, transport=self.transport, facts=self.facts).table, None
         except (RunnerError, ExportError) as err:
             self.log(f"{self.device.name}/{backend}: measurement failed: {err.message}")
             return LookupTable.at(request.tables_root, request.table_id), f"{type(err).__name__}: {err.message}"
@@ -343,13 +359,16 @@ class Nightly:
             )
             return int(written), error
         samples = [s / 1000.0 for s in table.samples(key).get("samples_us") or []]
+        factor = row.get("speed_factor")
+        raw = float(statistics.median(samples)) if samples else row.get("raw_median_ms")
         written = self.history.add_result(
             self.job.run_id,
             series,
             kind,
             status="ok",
             samples=samples,
-            median=float(Night("", tuple(samples)).median) if samples else row.get("raw_median_ms"),
+            median=raw / factor if raw is not None and factor else raw,
+            raw_median=raw,
             ci_rel=row.get("ci_rel"),
             n=row.get("n"),
             speed_factor=row.get("speed_factor"),
@@ -358,19 +377,47 @@ class Nightly:
         )
         return int(written), None
 
+    def _night_speed(self, backend: str, keys: Sequence[str], thresholds: Thresholds) -> list[int]:
+        """Record tonight's common factor (hwlab/farm/baseline.py) as the night-speed series, and judge that
+        series raw: a change of the whole device. Its evidence is every series of the night, so there is
+        nothing to measure again: a flag is an alert at once."""
+        run = self.job.run_id
+        series = night_speed_key(self.device.name, backend)
+        factor, ratios = common_factor(self.history, self.device.name, backend, run, keys,
+                                       thresholds.baseline_nights, thresholds.min_baseline_nights)  # fmt: skip
+        self.history.add_result(run, series, "night", status="ok", samples=ratios or [1.0], median=factor,
+                                raw_median=factor, n=len(ratios))  # fmt: skip
+        if not ratios:
+            return []
+        verdict = self._judge(series, "night", replace(thresholds, correction="none"))
+        if verdict is None or not verdict.flagged:
+            return []
+        return [self._alert(series, verdict, verdict, "none")]
+
     def _judge(self, series: SeriesKey, kind: str, thresholds: Thresholds) -> Verdict | None:
         """Tonight's ``kind`` result of the series against the nights before (since its baseline began)."""
         base_kind = "golden" if kind.startswith("golden") else "night"
         tonight = [r for r in self.history.results(series, run_id=self.job.run_id, kinds=(kind,)) if r["samples"]]
         if not tonight:
             return None
-        before = earlier_nights(self.history, series, self.job.run_id, base_kind)
-        return judge([n for _, n in before], Night(self.job.run_id, tuple(tonight[0]["samples"])), thresholds)
+        correction = thresholds.correction
+        factors = night_factors(self.history, series.device, series.backend) if correction == "common" else None
+        before = earlier_nights(self.history, series, self.job.run_id, base_kind, correction=correction,
+                                factors=factors)  # fmt: skip
+        return judge_night([n for _, n in before], night_of(tonight[0], correction, factors), thresholds)
 
-    def _alert(self, series: SeriesKey, first: Verdict, second: Verdict) -> int:
-        before = earlier_nights(self.history, series, self.job.run_id, "night")
+    def _alert(self, series: SeriesKey, first: Verdict, second: Verdict, correction: str | None = None) -> int:
+        """A new alert for a confirmed change, or the open one of the same change (one alert per change);
+        the step is located on the nights as they were judged (``correction``, default the plan's)."""
+        still = self.history.open_alert(series, first.kind)
+        if still is not None:
+            self.log(f"{series}: still {first.kind} {first.change:+.1%} (alert #{still}, unacknowledged)")
+            return still
+        correction = correction or self.plan.thresholds.correction
+        factors = night_factors(self.history, series.device, series.backend)
+        before = earlier_nights(self.history, series, self.job.run_id, correction=correction, factors=factors)
         tonight = self.history.results(series, run_id=self.job.run_id, kinds=("night",))[0]
-        nights = [n for _, n in before] + [Night(self.job.run_id, tuple(tonight["samples"]))]
+        nights = [n for _, n in before] + [night_of(tonight, correction, factors)]
         runs = [r for r, _ in before] + [self.job.run_id]
         step = step_night(nights)
         began = runs[step] if step is not None else self.job.run_id
@@ -388,23 +435,6 @@ class Nightly:
             noise=first.noise,
             began_run_id=began,
         )
-
-
-def earlier_nights(history: History, series: SeriesKey, run_id: str, kind: str = "night") -> list[tuple[str, Night]]:
-    """The series' ok results of runs before ``run_id`` since its baseline began, oldest first."""
-    rows = [r for r in history.results(series, kinds=(kind,)) if r["status"] == "ok" and r["samples"]]
-    this = history.run(run_id)
-    started = this["started_at"] if this else None
-    begin = history.baseline_start(series)
-    begin_at = (history.run(begin) or {}).get("started_at") if begin else None
-    out = []
-    for row in rows:
-        if row["run_id"] == run_id or (started is not None and row["run_started_at"] > started):
-            continue
-        if begin_at is not None and row["run_started_at"] < begin_at:
-            continue
-        out.append((row["run_id"], Night(row["run_id"], tuple(row["samples"]))))
-    return out
 
 
 def _mask(value: Any) -> tuple[int, ...] | str | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hwlab.errors import InventoryError
+from hwlab.farm.baseline import CORRECTIONS
 from hwlab.farm.regress import Thresholds
 from hwlab.inventory import RUNTIMES, DeviceSpec, Field
 from hwlab.measure.settings import MeasureSettings, stopping
@@ -129,6 +130,13 @@ THRESHOLDS: dict[str, Field] = {
     "k": Field(NUMBER, "flag beyond k x the series' night-to-night noise", default=3.0, check=_non_negative),
     "baseline_nights": Field(
         int, "nights in the rolling baseline", default=7, check=lambda v: None if v >= 1 else ">= 1"
+    ),
+    "correction": Field(
+        str,
+        "what each night's samples are divided by first: common (the night's factor over"
+        " the plan's series), anchors (the job's speed factor) or none (raw)",
+        default="common",
+        check=lambda v: None if v in CORRECTIONS else f"must be one of {', '.join(CORRECTIONS)}",
     ),
     "min_baseline_nights": Field(
         int, "nights needed before anything is judged", default=3, check=lambda v: None if v >= 1 else ">= 1"

@@ -2,11 +2,12 @@
 
 ``write_report`` writes ``index.html`` (no server needed: open the file) with the alerts, the devices'
 health, and one PNG per series (nightly medians with their spread, the noise band the last night was
-judged against, and a marker where each alert's step began), plus ``data/<series>.json`` with every
+judged against, and a marker where each alert's step began; each night's samples divided by its factor as
+the plan's correction says, hwlab/farm/baseline.py), plus ``data/<series>.json`` with every
 night's raw samples (the evidence behind each point) and ``report.json``.
 
 ``junit_xml`` is one testcase per series (classname = device, name = backend/model/metric, time = the
-last night's median in seconds); an unacknowledged regression is its failure, as GitLab and Jenkins read.
+last night's raw median in seconds); an unacknowledged regression is its failure, as GitLab and Jenkins read.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwlab.farm.baseline import NIGHT_SPEED, earlier_nights, night_factors, night_of
 from hwlab.farm.db import History, SeriesKey, now
-from hwlab.farm.night import earlier_nights
-from hwlab.farm.regress import Night, Thresholds, judge, night_noise
+from hwlab.farm.regress import Thresholds, judge_night, night_noise
 
 
 @dataclass
@@ -82,20 +83,25 @@ def gather(history: History, thresholds: Thresholds = Thresholds()) -> FarmRepor
         results = history.results(key, kinds=("night",))
         if not results:
             continue
+        correction = "none" if key.model == NIGHT_SPEED else thresholds.correction
+        factors = night_factors(history, key.device, key.backend) if correction == "common" else None
         nights = []
         for r in results:
-            samples = r["samples"]
+            samples = list(night_of(r, correction, factors).samples) if r["samples"] else []
             nights.append({
                 "run_id": r["run_id"], "started_at": r["run_started_at"], "status": r["status"],
-                "error_class": r["error_class"], "error": r["error"], "median": r["median"], "n": r["n"],
+                "error_class": r["error_class"], "error": r["error"],
+                "median": float(statistics.median(samples)) if samples else None,
+                "raw_median": r["raw_median"], "speed_factor": r["speed_factor"], "n": r["n"],
                 "p10": _quantile(samples, 0.1) if samples else None,
                 "p90": _quantile(samples, 0.9) if samples else None,
             })  # fmt: skip
         verdict = None
         last_ok = next((r for r in reversed(results) if r["status"] == "ok" and r["samples"]), None)
         if last_ok is not None:
-            before = [n for _, n in earlier_nights(history, key, last_ok["run_id"])]
-            v = judge(before, Night(last_ok["run_id"], tuple(last_ok["samples"])), thresholds)
+            before = [n for _, n in earlier_nights(history, key, last_ok["run_id"], correction=correction,
+                                                    factors=factors)]  # fmt: skip
+            v = judge_night(before, night_of(last_ok, correction, factors), thresholds)
             window = before[-thresholds.baseline_nights :]
             base = statistics.median([s for n in window for s in n.samples]) if window else None
             verdict = {"run_id": last_ok["run_id"], "kind": v.kind, "change": v.change, "p": v.p,
@@ -227,6 +233,12 @@ def write_report(report: FarmReport, out: Path) -> Path:
     return index
 
 
+def _seconds(series: SeriesReport) -> float:
+    """A testcase's time: the series' last raw median, in seconds (0 for a series that is not a latency)."""
+    last = series.last or {}
+    return (last.get("raw_median") or 0.0) / 1000.0 if series.key.metric == "latency_ms" else 0.0
+
+
 def junit_xml(report: FarmReport) -> str:
     """JUnit XML of the series: what GitLab's and Jenkins' test reports read."""
     failing = {(a["device"], a["backend"], a["model"], a["metric"]): a for a in report.regressions}
@@ -238,7 +250,7 @@ def junit_xml(report: FarmReport) -> str:
     for device, members in by_device.items():
         failures = sum(1 for s in members if (s.key.device, s.key.backend, s.key.model, s.key.metric) in failing)
         errors = sum(1 for s in members if s.last and s.last["status"] != "ok")
-        seconds = sum((s.last or {}).get("median") or 0.0 for s in members) / 1000.0
+        seconds = sum(_seconds(s) for s in members)
         suite = ET.SubElement(suites, "testsuite", name=device, tests=str(len(members)), failures=str(failures),
                               errors=str(errors), skipped="0", time=f"{seconds:.6f}",
                               timestamp=report.generated_at[:19])  # fmt: skip
@@ -246,7 +258,7 @@ def junit_xml(report: FarmReport) -> str:
             last = s.last or {}
             case = ET.SubElement(suite, "testcase", classname=device,
                                  name=f"{s.key.backend}/{s.key.model}/{s.key.metric}",
-                                 time=f"{(last.get('median') or 0.0) / 1000.0:.6f}")  # fmt: skip
+                                 time=f"{_seconds(s):.6f}")  # fmt: skip
             alert = failing.get((s.key.device, s.key.backend, s.key.model, s.key.metric))
             if alert is not None:
                 began = alert.get("began_run_id") or alert["run_id"]

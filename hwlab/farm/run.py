@@ -67,6 +67,10 @@ def farm_run(
     devices = plan.select(load_inventory(folder))
     url = database_url(db, plan.path)
     history = History.open(url)
+    if scheduler:
+        from hwlab.farm.scale import check_offered
+
+        check_offered(scheduler, [d.name for d in devices])
     if resume:
         found = history.run(resume)
         if found is None:

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Sequence
 
 from hwlab.errors import HwlabError, InvalidRequest
+from hwlab.farm.db import History
 from hwlab.farm.night import Log, NightJob, NightOutcome, device_night
 from hwlab.inventory import get_device
 
@@ -65,28 +66,47 @@ def offered(client: object) -> dict[str, list[str]]:
 
 
 def _night_on_worker(job: NightJob) -> NightOutcome:
-    return device_night(job, lambda line: print(f"hwlab farm: {line}", flush=True))
+    from distributed import get_worker
+
+    outcome = device_night(job, lambda line: print(f"hwlab farm: {line}", flush=True))
+    outcome.worker = str(get_worker().name)
+    return outcome
+
+
+def _connect(scheduler: str):  # type: ignore[no-untyped-def]
+    from distributed import Client
+    from distributed import TimeoutError as DaskTimeout
+
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, DaskTimeout) as err:
+        raise SchedulerError(f"cannot reach the Dask scheduler {scheduler}: {err}",
+                             hint="check the address, and that `dask scheduler` runs there") from None  # fmt: skip
+
+
+def check_offered(scheduler: str, devices: Sequence[str]) -> None:
+    """Refuse at once a device that no worker of the scheduler offers (Dask would wait for ever)."""
+    with _connect(scheduler) as client:
+        _refuse_missing(scheduler, devices, offered(client))
+
+
+def _refuse_missing(scheduler: str, devices: Sequence[str], have: dict[str, list[str]]) -> None:
+    missing = [device for device in devices if resource_of(device) not in have]
+    if missing:
+        raise SchedulerError(
+            f"no worker of {scheduler} offers device(s) {', '.join(missing)}",
+            hint=f"start `hwlab farm worker --scheduler {scheduler} --device {missing[0]}` on the host that has it",
+        )
 
 
 def nights_on_workers(scheduler: str, jobs: Sequence[NightJob], timeout_s: float, log: Log) -> list[NightOutcome]:
     """Each job on the worker that offers its device; a job without a result in ``timeout_s`` (or whose
     worker died) is an infrastructure outcome of its device."""
-    from distributed import Client
     from distributed import TimeoutError as DaskTimeout
 
-    try:
-        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, DaskTimeout) as err:
-        raise SchedulerError(f"cannot reach the Dask scheduler {scheduler}: {err}",
-                             hint="check the address, and that `dask scheduler` runs there") from None  # fmt: skip
-    with client:
+    with _connect(scheduler) as client:
         have = offered(client)
-        missing = [job.device for job in jobs if resource_of(job.device) not in have]
-        if missing:
-            raise SchedulerError(
-                f"no worker of {scheduler} offers device(s) {', '.join(missing)}",
-                hint=f"start `hwlab farm worker --scheduler {scheduler} --device {missing[0]}` on the host that has it",
-            )
+        _refuse_missing(scheduler, [job.device for job in jobs], have)
         futures = []
         for job in jobs:
             workers = have[resource_of(job.device)]
@@ -104,6 +124,8 @@ def nights_on_workers(scheduler: str, jobs: Sequence[NightJob], timeout_s: float
                 raise
             except Exception as err:  # noqa: BLE001 - a worker lost (KilledWorker, CommClosedError...)
                 outcome = NightOutcome(job.device, "infrastructure", f"worker lost: {type(err).__name__}: {err}")
+            if outcome.status == "infrastructure" and outcome.worker is None:  # the worker could not say so
+                History.open(job.db_url).count_infra_error(job.device, job.run_id, 1, outcome.message)
             log(f"{job.device}: {outcome.status} {outcome.message}".rstrip())
             outcomes.append(outcome)
         return outcomes

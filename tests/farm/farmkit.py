@@ -44,3 +44,38 @@ def write_plan(folder: Path, body: str) -> Path:
     path = folder / "farm.yaml"
     path.write_text(body)
     return path
+
+
+def synthetic_nights(history, key, levels: list[float], seed: int = 7, alerts: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+    """Seeded synthetic nights of one series (test data for detection and reports, never a device's table);
+    an alert is raised where a night is judged flagged and none is open, as a run would. The run ids, oldest first."""
+    import numpy as np
+
+    from hwlab.farm.baseline import earlier_nights
+    from hwlab.farm.regress import Night, judge
+
+    rng = np.random.default_rng(seed)
+    runs = []
+    for i, level in enumerate(levels):
+        run = f"202612{1 + i // 24:02d}T{i % 24:02d}0000Z-test"
+        if history.run(run) is None:
+            history.start_run(run, plan_hash="h")
+            history.end_run(run, "finished")
+        samples = [float(level * s) for s in np.exp(rng.normal(0.0, 0.02, 100))]
+        history.add_result(
+            run,
+            key,
+            "night",
+            status="ok",
+            samples=samples,
+            median=float(np.median(samples)),
+            raw_median=float(np.median(samples)),
+            n=100,
+        )
+        before = [n for _, n in earlier_nights(history, key, run)]
+        verdict = judge(before, Night(run, tuple(samples)))
+        if alerts and verdict.flagged and history.open_alert(key, verdict.kind) is None:
+            history.add_alert(run, key, kind=verdict.kind, change=verdict.change, p=verdict.p,
+                              threshold=verdict.threshold, noise=verdict.noise, began_run_id=run)  # fmt: skip
+        runs.append(run)
+    return runs

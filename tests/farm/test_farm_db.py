@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from farmkit import fresh_postgres_url
+from farmkit import fresh_postgres_url, synthetic_nights
 from sqlalchemy import create_engine, text
 
+from hwlab.farm.baseline import earlier_nights
 from hwlab.farm.db import DatabaseError, History, SeriesKey, database_url
-from hwlab.farm.night import earlier_nights
 from hwlab.farm.regress import Night, judge
 from hwlab.farm.report import gather
 
@@ -18,14 +17,7 @@ KEY = SeriesKey("board", "onnxruntime", "mobilenet")
 
 
 def _history_of_nights(history: History, levels: list[float]) -> None:
-    """Seeded synthetic nights (test data for the detection logic, never a table of a device)."""
-    rng = np.random.default_rng(7)
-    for i, level in enumerate(levels):
-        run = f"2026120{i // 10}T{i % 10:02d}0000Z-test"
-        history.start_run(run, plan_hash="h")
-        samples = [float(level * s) for s in np.exp(rng.normal(0.0, 0.02, 100))]
-        history.add_result(run, KEY, "night", status="ok", samples=samples, median=float(np.median(samples)), n=100)
-        history.end_run(run, "finished")
+    synthetic_nights(history, KEY, levels, alerts=False)
 
 
 def test_results_alerts_and_acknowledgements_round_trip(db_url: str) -> None:

@@ -122,3 +122,26 @@ def test_infrastructure_errors_are_retried_and_counted_against_the_device(sshd, 
     device = history.device("board")
     assert device["infra_errors"] == 3 and device["health"] == "bad"  # it never passed tonight's health check
     assert device["state"] == "idle"
+
+
+def test_a_real_slowdown_is_confirmed_alerted_located_and_acknowledged(tmp_path: Path) -> None:
+    export_onnx(tmp_path / "ref.onnx", width=16, size=32)
+    plan = write_plan(tmp_path, "devices: [local]\nmodels: [{file: ref.onnx, name: ref}]\n"
+                                "health: {max_slowdown: 10}\n" + QUICK)  # fmt: skip
+    quiet = [farm_run(plan) for _ in range(3)]
+    assert all(not s.alerts for s in quiet)
+    export_onnx(tmp_path / "ref.onnx", width=128, size=32)  # eight times the work, under the same series name
+    slower = farm_run(plan)
+    [alert] = slower.alerts
+    assert alert["kind"] == "regression" and alert["change"] > 1.0 and alert["p"] < 0.002
+    assert alert["began_run_id"] == slower.run_id and alert["acknowledged_at"] is None
+    history = _history(plan)
+    series = SeriesKey("local", "onnxruntime", "ref")
+    [confirmation] = history.results(series, run_id=slower.run_id, kinds=("confirm",))  # measured again first
+    [before] = history.results(series, run_id=quiet[-1].run_id)
+    assert confirmation["status"] == "ok" and confirmation["median"] > 2 * before["median"]
+    assert main(["farm", "run", "--plan", str(plan), "--fail-on-regression"]) == 0  # still slower: the same alert
+    assert [a["id"] for a in history.alerts()] == [alert["id"]]
+    assert main(["farm", "ack", str(alert["id"]), "--real", "--note", "bigger model", "--plan", str(plan)]) == 0
+    after = farm_run(plan)
+    assert after.alerts == [] and after.outcomes[0].flagged == []  # the baseline starts at the slower night
