@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from hwlab.export import export_module
-from hwlab.farm.baseline import NIGHT_SPEED, earlier_nights, night_factors, night_of
+from hwlab.farm.baseline import NIGHT_SPEED, earlier_nights, night_factors, night_of, night_speed_key
 from hwlab.farm.db import History, SeriesKey, database_url
 from hwlab.farm.regress import Thresholds, judge_night
 from hwlab.farm.run import farm_run
@@ -159,8 +159,9 @@ def main() -> None:
     for correction in ("common", "anchors", "none"):
         for k in (3.0, 3.5, 4.0):
             judged = Thresholds(k=k, correction=correction)
-            seen = {name: verdicts(history, SeriesKey("local", "onnxruntime", name), quiet_runs + after_runs, judged)
-                    for name in [*specs, NIGHT_SPEED]}  # fmt: skip
+            keys = {name: SeriesKey("local", "onnxruntime", name) for name in specs}
+            keys[NIGHT_SPEED] = night_speed_key("local", "onnxruntime")
+            seen = {name: verdicts(history, key, quiet_runs + after_runs, judged) for name, key in keys.items()}
             flags = sum(1 for name, run in quiet_cases if seen[name].get(run) in ("regression", "improvement"))
             by = {n: sum(1 for name in big if any(seen[name].get(r) == "regression" for r in after_runs[:n]))
                   for n in (1, 2)}  # fmt: skip

@@ -10,7 +10,8 @@ night's samples are divided by a factor first (``Thresholds.correction``):
   out; a change of the whole device (or of every series alike) is divided out of them, and shows instead
   in the ``night-speed`` series, which holds each night's factor (and is judged raw), and in the health
   check's golden model (judged raw). At least ``MIN_COMMON_SERIES`` series with a baseline are needed;
-  until then the factor is 1.
+  until then the factor is 1. A confirmation job measures a few unflagged series beside the flagged ones,
+  and its samples are divided by that job's own common factor (another moment has another speed).
 - ``anchors``: the job's speed factor against the device's reference, from the anchors measured in every
   job. On the test machine an anchor job caught in a slow moment set factors of 1.4-1.6 for nights whose
   models ran at their usual speed, which made the noise larger, not smaller.
@@ -35,9 +36,10 @@ def night_speed_key(device: str, backend: str) -> SeriesKey:
     return SeriesKey(device, backend, NIGHT_SPEED, "factor")
 
 
-def night_factors(history: History, device: str, backend: str) -> dict[str, float]:
-    """Each run's common factor on the device and backend (runs without one are absent: factor 1)."""
-    rows = history.results(night_speed_key(device, backend))
+def night_factors(history: History, device: str, backend: str, kind: str = "night") -> dict[str, float]:
+    """Each run's common factor on the device and backend (runs without one are absent: factor 1), of the
+    night's measurement or (``kind="confirm"``) of its confirmation job."""
+    rows = history.results(night_speed_key(device, backend), kinds=(kind,))
     return {r["run_id"]: float(r["median"]) for r in rows if r["status"] == "ok" and r["median"]}
 
 
@@ -77,14 +79,16 @@ def earlier_nights(
 
 def common_factor(
     history: History, device: str, backend: str, run_id: str, models: Sequence[str], baseline_nights: int,
-    min_baseline_nights: int,
-) -> tuple[float, list[float]]:  # fmt: skip
-    """Tonight's common factor and the per-series ratios it is the median of (factor 1 with too few)."""
+    min_baseline_nights: int, kind: str = "night",
+) -> tuple[float | None, list[float]]:  # fmt: skip
+    """Tonight's common factor over ``models`` (their ``kind`` results), and the per-series ratios it is the
+    median of; None with fewer than ``MIN_COMMON_SERIES`` series that have a baseline."""
     factors = night_factors(history, device, backend)
     ratios = []
     for model in models:
         series = SeriesKey(device, backend, model)
-        tonight = [r for r in history.results(series, run_id=run_id) if r["status"] == "ok" and r["raw_median"]]
+        tonight = [r for r in history.results(series, run_id=run_id, kinds=(kind,))
+                   if r["status"] == "ok" and r["raw_median"]]  # fmt: skip
         if not tonight:
             continue
         before = earlier_nights(history, series, run_id, correction="common", factors=factors)[-baseline_nights:]
@@ -92,5 +96,5 @@ def common_factor(
             continue
         ratios.append(tonight[0]["raw_median"] / statistics.median(n.median for _, n in before))
     if len(ratios) < MIN_COMMON_SERIES:
-        return 1.0, ratios
+        return None, ratios
     return float(statistics.median(ratios)), ratios

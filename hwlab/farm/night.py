@@ -53,6 +53,7 @@ from hwlab.tables import LookupTable
 Log = Callable[[str], None]
 CONFIGURATION = (UnknownHostKey, HostKeyChanged, HostKeyNotTrusted, NotSsh)  # retrying cannot fix these
 OUT_OF_SERVICE = ("bad", "maintenance", "retired")
+CONFIRM_REFERENCES = 5  # unflagged series measured again beside the flagged ones: the confirmation's own factor
 
 
 def is_infrastructure(err: BaseException) -> bool:
@@ -294,11 +295,16 @@ class Nightly:
         self.log(f"{self.device.name}/{backend}: {len(verdicts)} series flagged, measuring them again to confirm")
         by_key = {as_item(item).key: item for item in items}
         confirm_kind = "confirm" if kind == "night" else f"{kind}-confirm"
-        again, failure = self._profile(
-            backend, [by_key[s.model] for s in verdicts], f"farm-{self.job.run_id}-{confirm_kind}"
-        )
+        flagged = [s.model for s in verdicts]
+        common = kind == "night" and thresholds.correction == "common"
+        references = [k for k in keys if k not in flagged and self._ok_tonight(backend, k)][:CONFIRM_REFERENCES]
+        again, failure = self._profile(backend, [by_key[k] for k in flagged + (references if common else [])],
+                                       f"farm-{self.job.run_id}-{confirm_kind}")  # fmt: skip
+        for model in flagged + (references if common else []):
+            self._record(again, backend, model, confirm_kind, failure)
+        if common:
+            self._record_factor(backend, references, thresholds, confirm_kind)
         for series, first in verdicts.items():
-            self._record(again, backend, series.model, confirm_kind, failure)
             second = self._judge(series, confirm_kind, thresholds)
             if second is None or second.kind != first.kind:
                 self.log(f"{series}: {first.kind} of {first.change:+.1%} not confirmed")
@@ -307,6 +313,10 @@ class Nightly:
             if kind == "night":
                 done.alerts.append(self._alert(series, first, second))
         return done
+
+    def _ok_tonight(self, backend: str, key: str) -> bool:
+        rows = self.history.results(SeriesKey(self.device.name, backend, key), run_id=self.job.run_id)
+        return any(r["status"] == "ok" for r in rows)
 
     def _profile(self, backend: str, items: Sequence[Any], table_name: str) -> tuple[LookupTable, str | None]:
         """Measure what the run's table lacks; the table, and why the measurement failed (the runner
@@ -381,18 +391,30 @@ class Nightly:
         """Record tonight's common factor (hwlab/farm/baseline.py) as the night-speed series, and judge that
         series raw: a change of the whole device. Its evidence is every series of the night, so there is
         nothing to measure again: a flag is an alert at once."""
-        run = self.job.run_id
         series = night_speed_key(self.device.name, backend)
-        factor, ratios = common_factor(self.history, self.device.name, backend, run, keys,
-                                       thresholds.baseline_nights, thresholds.min_baseline_nights)  # fmt: skip
-        self.history.add_result(run, series, "night", status="ok", samples=ratios or [1.0], median=factor,
-                                raw_median=factor, n=len(ratios))  # fmt: skip
-        if not ratios:
+        factor, ratios = self._record_factor(backend, keys, thresholds, "night")
+        if factor is None:
             return []
         verdict = self._judge(series, "night", replace(thresholds, correction="none"))
         if verdict is None or not verdict.flagged:
             return []
         return [self._alert(series, verdict, verdict, "none")]
+
+    def _record_factor(
+        self, backend: str, keys: Sequence[str], thresholds: Thresholds, kind: str
+    ) -> tuple[float | None, list[float]]:
+        """Compute and record the common factor of tonight's ``kind`` results over ``keys`` (a confirmation
+        without enough references takes the night's)."""
+        run = self.job.run_id
+        factor, ratios = common_factor(self.history, self.device.name, backend, run, keys,
+                                       thresholds.baseline_nights, thresholds.min_baseline_nights, kind)  # fmt: skip
+        recorded = factor
+        if recorded is None and kind != "night":
+            recorded = night_factors(self.history, self.device.name, backend).get(run)
+        self.history.add_result(run, night_speed_key(self.device.name, backend), kind, status="ok",
+                                samples=ratios or [recorded or 1.0], median=recorded or 1.0,
+                                raw_median=recorded or 1.0, n=len(ratios))  # fmt: skip
+        return factor, ratios
 
     def _judge(self, series: SeriesKey, kind: str, thresholds: Thresholds) -> Verdict | None:
         """Tonight's ``kind`` result of the series against the nights before (since its baseline began)."""
@@ -401,10 +423,15 @@ class Nightly:
         if not tonight:
             return None
         correction = thresholds.correction
-        factors = night_factors(self.history, series.device, series.backend) if correction == "common" else None
+        factors = tonights = None
+        if correction == "common":
+            factors = night_factors(self.history, series.device, series.backend)
+            tonights = (
+                night_factors(self.history, series.device, series.backend, kind) if kind == "confirm" else factors
+            )
         before = earlier_nights(self.history, series, self.job.run_id, base_kind, correction=correction,
                                 factors=factors)  # fmt: skip
-        return judge_night([n for _, n in before], night_of(tonight[0], correction, factors), thresholds)
+        return judge_night([n for _, n in before], night_of(tonight[0], correction, tonights), thresholds)
 
     def _alert(self, series: SeriesKey, first: Verdict, second: Verdict, correction: str | None = None) -> int:
         """A new alert for a confirmed change, or the open one of the same change (one alert per change);

@@ -58,10 +58,10 @@ def _rows(table: Path) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_a_killed_run_resumes_with_nothing_lost_and_nothing_measured_twice(tmp_path: Path) -> None:
-    for i in range(4):
+    for i in range(3):
         export_onnx(tmp_path / f"m{i}.onnx", width=8 + 8 * i)
-    plan = write_plan(tmp_path, "devices: [local]\nmodels: [m0.onnx, m1.onnx, m2.onnx, m3.onnx]\n"
-                                "measuring: {schedule: single, max_time_s: 1.0, min_time_s: 1.0, ci: 0}\n")  # fmt: skip
+    plan = write_plan(tmp_path, "devices: [local]\nmodels: [m0.onnx, m1.onnx, m2.onnx]\n"
+                                "measuring: {schedule: single, max_time_s: 0.5, min_time_s: 0.5, ci: 0}\n")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "hwlab.cli", "farm", "run", "--plan", str(plan)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())  # fmt: skip
     tables = tmp_path / "farm" / "tables" / "local" / "onnxruntime"
@@ -75,16 +75,16 @@ def test_a_killed_run_resumes_with_nothing_lost_and_nothing_measured_twice(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _rows(night)
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 3
     [run] = _history(plan).runs()
     assert run["status"] == "running"  # killed: nothing closed it
 
     summary = farm_run(plan, resume=run["id"])
     after = _rows(night)
     assert after[: len(before)] == before  # the rows measured before the kill are kept as they were
-    assert sorted(r["key"] for r in after) == ["m0", "m1", "m2", "m3"]  # each measured once
+    assert sorted(r["key"] for r in after) == ["m0", "m1", "m2"]  # each measured once
     history = _history(plan)
-    for key in ("m0", "m1", "m2", "m3"):
+    for key in ("m0", "m1", "m2"):
         [result] = history.results(SeriesKey("local", "onnxruntime", key))
         assert result["run_id"] == run["id"] and result["status"] == "ok"
     assert summary.run_id == run["id"] and history.run(run["id"])["status"] == "finished"  # type: ignore[index]
