@@ -250,6 +250,8 @@ class Nightly:
         """The plan's reference set (and space) on ``backend``: results, verdicts, confirmed alerts."""
         ref = reference(self.plan, backend)
         done = Measured()
+        if ref.elsewhere:
+            self.log(f"{self.device.name}/{backend}: {', '.join(ref.elsewhere)}: another backend's format, not here")
         for key, why in ref.errors.items():
             self.history.add_result(
                 self.job.run_id,
