@@ -32,6 +32,12 @@ def _systemd_word(text: str) -> str:
     return f'"{escaped}"'
 
 
+def _systemd_value(text: str) -> str:
+    """A whole-line value (WorkingDirectory=, Description=): taken as written, "%" escaped; never quoted
+    (systemd would read the quotes as part of the path)."""
+    return text.replace("%", "%%")
+
+
 def _hwlab_argv(plan: Path, db: str | None, extra: list[str]) -> list[str]:
     hwlab = Path(sys.executable).with_name("hwlab")
     argv = [str(hwlab) if hwlab.exists() else sys.executable, *([] if hwlab.exists() else ["-m", "hwlab.cli"])]
@@ -47,17 +53,19 @@ def schedule(plan: Path, at: str = "02:00", db: str | None = None, extra: list[s
     if not found:
         raise InvalidRequest(f"--at {at!r} is not a time of day", hint="give HH:MM, e.g. --at 02:30")
     plan = plan.resolve()
+    if any(c in str(plan) for c in "\n\r"):
+        raise InvalidRequest(f"the plan's path {str(plan)!r} holds a line break", hint="move the plan elsewhere")
     argv = _hwlab_argv(plan, db, extra or [])
     unit = "hwlab-farm-" + re.sub(r"[^A-Za-z0-9_-]+", "-", plan.stem).strip("-")
     service = "\n".join([
         "[Unit]",
-        f"Description=hwlab farm: nightly run of {plan.name}",
+        f"Description=hwlab farm: nightly run of {_systemd_value(plan.name)}",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
         "[Service]",
         "Type=oneshot",
-        f"WorkingDirectory={_systemd_word(str(plan.parent))}",
+        f"WorkingDirectory={_systemd_value(str(plan.parent))}",
         "ExecStart=" + " ".join(_systemd_word(a) for a in argv),
         "# SIGTERM stops the runners on the devices and keeps every finished result; resume with --resume RUN",
         "KillMode=mixed",
@@ -66,7 +74,7 @@ def schedule(plan: Path, at: str = "02:00", db: str | None = None, extra: list[s
     ])  # fmt: skip
     timer = "\n".join([
         "[Unit]",
-        f"Description=hwlab farm: run {plan.name} every night at {at}",
+        f"Description=hwlab farm: run {_systemd_value(plan.name)} every night at {at}",
         "",
         "[Timer]",
         f"OnCalendar=*-*-* {at}:00",
