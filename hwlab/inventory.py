@@ -96,7 +96,8 @@ SCHEMA: dict[str, Field] = {
     "tags": Field(list, "free labels for selecting devices", default=[]),
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "a mapping"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,22 +144,20 @@ class DeviceSpec:
 LOCAL_DEFAULT = DeviceSpec(name="local", transport="local", source="<built-in>", description="the host hwlab runs on")
 
 
-def _validate_value(path: str, key: str, rule: Field, value: Any) -> Any:
+def check_field(path: str, key: str, rule: Field, value: Any, error: type[InventoryError] = InventoryError) -> Any:
+    """``value`` when it has the rule's type and passes its check; otherwise ``error`` naming the file, the
+    key and the fix (the farm plan's fields are checked the same way)."""
     kind = rule.kind if isinstance(rule.kind, tuple) else (rule.kind,)
     # YAML's booleans are ints in Python: keep them apart.
     wrong_bool = isinstance(value, bool) and bool not in kind
     if wrong_bool or not isinstance(value, kind):
         want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kind)
-        raise InventoryError(
-            path,
-            key,
-            f"expected {want}, got {type(value).__name__} {value!r}",
-            f"set '{key}' to {want} ({rule.help})",
-        )
+        raise error(path, key, f"expected {want}, got {type(value).__name__} {value!r}",
+                    f"set '{key}' to {want} ({rule.help})")  # fmt: skip
     if rule.check is not None:
         problem = rule.check(value)
         if problem:
-            raise InventoryError(path, key, problem, f"fix '{key}': {rule.help}")
+            raise error(path, key, problem, f"fix '{key}': {rule.help}")
     return value
 
 
@@ -178,7 +177,7 @@ def parse_device(data: Any, path: str) -> DeviceSpec:
             fix = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(SCHEMA)}"
             raise InventoryError(path, str(key), "is not a known key", fix)
         if value is not None:
-            values[key] = _validate_value(path, key, SCHEMA[key], value)
+            values[key] = check_field(path, key, SCHEMA[key], value)
     for key, rule in SCHEMA.items():
         if rule.required:
             _require(path, values, key, "for every device")

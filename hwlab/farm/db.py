@@ -192,11 +192,16 @@ class History:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         history = cls(engine)
-        history._prepare(url)
+        history._prepare()
         return history
 
-    def _prepare(self, url: str) -> None:
-        shown = self.engine.url.render_as_string(hide_password=True)
+    @property
+    def where(self) -> str:
+        """The database's URL as it may be shown (no password)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _prepare(self) -> None:
+        shown = self.where
         try:
             with self.engine.begin() as conn:
                 names = set(inspect(conn).get_table_names())

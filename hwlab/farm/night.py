@@ -176,7 +176,8 @@ def _night(
             if facts is None:
                 return _unhealthy(history, job, device, "; ".join(f.what for f in findings))
             prints = fingerprint(facts)
-            history.set_fingerprint(device.name, prints, _digest(prints))
+            digest = _digest(prints)
+            history.set_fingerprint(device.name, prints, digest)
             backends = [b for b in plan.backends if b in device.runtimes]
             for backend in backends:
                 try:
@@ -186,7 +187,7 @@ def _night(
             if not backends:
                 return _unhealthy(history, job, device, f"runs none of the plan's backends {list(plan.backends)}")
             history.set_state(device.name, "running")
-            nightly = Nightly(plan, history, device, job, transport, facts, log)
+            nightly = Nightly(plan, history, device, job, transport, facts, digest, log)
             # The golden model is always judged on raw samples: a device that became slower as a whole is
             # what the health check is for (drift correction would divide that out).
             health = replace(plan.thresholds, min_change=plan.max_slowdown, k=0.0, correction="none")
@@ -244,6 +245,7 @@ class Nightly:
     job: NightJob
     transport: Any
     facts: dict[str, Any]
+    fingerprint_hash: str  # recorded with every result
     log: Log
 
     def night(self, backend: str) -> Measured:
@@ -384,7 +386,7 @@ class Nightly:
             ci_rel=row.get("ci_rel"),
             n=row.get("n"),
             speed_factor=row.get("speed_factor"),
-            fingerprint_hash=self.history.device(self.device.name).get("fingerprint_hash"),
+            fingerprint_hash=self.fingerprint_hash,
             measured_at=row.get("measured_at"),
         )
         return int(written), None

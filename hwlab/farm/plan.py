@@ -31,7 +31,7 @@ from typing import Any
 from hwlab.errors import InventoryError
 from hwlab.farm.baseline import CORRECTIONS
 from hwlab.farm.regress import Thresholds
-from hwlab.inventory import RUNTIMES, DeviceSpec, Field
+from hwlab.inventory import RUNTIMES, DeviceSpec, Field, check_field
 from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.names import name_problem
 from hwlab.yamlfile import YamlProblem, read_yaml
@@ -142,14 +142,6 @@ THRESHOLDS: dict[str, Field] = {
         int, "nights needed before anything is judged", default=3, check=lambda v: None if v >= 1 else ">= 1"
     ),
 }
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    list: "a list",
-    dict: "a mapping",
-}
 
 
 @dataclass(frozen=True)
@@ -220,22 +212,6 @@ class FarmPlan:
         return chosen
 
 
-def _check(path: str, where: str, rule: Field, value: Any) -> Any:
-    kinds = rule.kind if isinstance(rule.kind, tuple) else (rule.kind,)
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-        raise PlanError(
-            path,
-            where,
-            f"expected {want}, got {type(value).__name__} {value!r}",
-            f"set '{where}' to {want} ({rule.help})",
-        )
-    problem = rule.check(value) if rule.check else None
-    if problem:
-        raise PlanError(path, where, problem, f"fix '{where}': {rule.help}")
-    return value
-
-
 def _mapping(path: str, where: str, data: Any, schema: dict[str, Field]) -> dict[str, Any]:
     """``data`` checked against ``schema``, with the schema's defaults filled in."""
     if not isinstance(data, dict):
@@ -252,7 +228,7 @@ def _mapping(path: str, where: str, data: Any, schema: dict[str, Field]) -> dict
                 f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(schema)}",
             )
         if value is not None:
-            out[key] = _check(path, name, schema[key], value)
+            out[key] = check_field(path, name, schema[key], value, PlanError)
     for key, rule in schema.items():
         if rule.required and key not in out:
             raise PlanError(path, f"{where}.{key}" if where else key, "is required", f"add it ({rule.help})")

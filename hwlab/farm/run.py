@@ -83,7 +83,7 @@ def farm_run(
         run_id = new_run_id()
         history.start_run(run_id, plan_path=str(plan.path), plan_hash=plan.digest, hwlab_version=hwlab.__version__,
                           git_commit=git_commit(), host=socket.gethostname())  # fmt: skip
-    log(f"run {run_id}{' (resumed)' if resume else ''}: {len(devices)} device(s), database {_shown(url)}")
+    log(f"run {run_id}{' (resumed)' if resume else ''}: {len(devices)} device(s), database {history.where}")
     jobs = [NightJob(run_id, str(plan.path), url, d.name, str(folder), lease_wait_s) for d in devices]
     if scheduler:
         from hwlab.farm.scale import nights_on_workers
@@ -93,9 +93,3 @@ def farm_run(
         outcomes = [device_night(job, log) for job in jobs]
     history.end_run(run_id, "finished")
     return RunSummary(run_id, url, bool(resume), outcomes, history.alerts(run_id=run_id))
-
-
-def _shown(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -83,6 +83,6 @@ def test_a_step_below_one_nights_threshold_is_caught_on_its_second_night():
 
 def test_pure_noise_of_a_noisy_series_alarms_on_fewer_than_one_night_in_a_hundred():
     """Nights 5% apart, judged alone and two by two as a farm night does: at most 1 flag in 180 nights.
-    (A median-absolute-deviation noise, estimated from few nights, flagged 11.)"""
+    (The median absolute deviation of consecutive nights' differences as the noise flagged 13.)"""
     flagged = [v for seed in range(5) for v in two_night_verdicts(series([1.0] * 40, drift=0.05, seed=seed))]
     assert len(flagged) == 180 and sum(v != "unchanged" for v in flagged) <= 1
