@@ -103,6 +103,10 @@ class BenchmarkParseError(RunnerError):
     """benchmark_model's output holds no usable regular-run statistics (it failed or crashed)."""
 
 
+class InputDataError(InvalidRequest):
+    """Input data for a model (``--inputs``) is missing, not an .npz, or does not fit the model's inputs."""
+
+
 class BackendUnavailable(HwlabError):
     """A runtime (onnxruntime, LiteRT, torch) or exporter is not installed, or fails to import."""
 
@@ -183,3 +187,7 @@ class SearchError(HwlabError):
 
 class BudgetUnmet(SearchError):
     """No candidate meets the constraints; the message names the fastest one drawn."""
+
+
+class ReparamError(HwlabError):
+    """A block cannot be converted to its deploy form, or its deploy form does not compute what it did."""

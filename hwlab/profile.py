@@ -19,20 +19,22 @@ from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
 
 import hwlab
 from hwlab.errors import BackendUnavailable, ExportError, HwlabError, InvalidRequest, PrecisionUnsupported, SpaceError
-from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec
+from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel, export_module, export_spec, file_sha256
 from hwlab.inventory import DeviceSpec
 from hwlab.lease import device_lease
 from hwlab.measure.anchors import ANCHORS, anchor_module
 from hwlab.measure.benchmark_model import BenchmarkModelMeasurer
 from hwlab.measure.deploy import Deployer
 from hwlab.measure.facts import device_facts
-from hwlab.measure.jobs import GraphRule, ModelSpec, build_job, model_spec, with_models
+from hwlab.measure.inputs import InputArchive, input_archive
+from hwlab.measure.jobs import GraphRule, ModelSpec, build_job, model_spec, with_input_data, with_models
 from hwlab.measure.placement import place
 from hwlab.measure.results import ResultSink
 from hwlab.measure.runner import RunnerMeasurer
 from hwlab.measure.runtimes import available_backends, check_backend, runtime_version
 from hwlab.measure.settings import MeasureSettings
 from hwlab.measure.speed import Setting, SpeedScale
+from hwlab.modelfile import file_shapes
 from hwlab.progress import Progress
 from hwlab.quant.space import at_precisions
 from hwlab.space import OpSpec, SpaceContext, get_space
@@ -44,11 +46,17 @@ Measurer = RunnerMeasurer | BenchmarkModelMeasurer
 
 @dataclass(frozen=True)
 class ModelItem:
-    """Anything to measure: a key, the columns that describe it, and how to export it to a format."""
+    """Anything to measure: a key, the columns that describe it, and how to export it to a format.
+
+    ``fmt``: a model file's format, measured only by the runtime that loads it (None: any). ``data``:
+    real inputs, over which the device measures it call by call (its row then has the distribution).
+    """
 
     key: str
     fields: dict[str, Any]
     export: Callable[[str], ExportedModel]
+    fmt: str | None = None
+    data: InputArchive | None = None
 
     @classmethod
     def of_spec(cls, spec: OpSpec) -> ModelItem:
@@ -58,6 +66,51 @@ class ModelItem:
     def of_module(cls, key: str, module: Any, example_inputs: Any, fields: dict[str, Any]) -> ModelItem:
         """A torch module (a whole model, a chain of ops) measured under ``key``."""
         return cls(key, fields, lambda fmt: export_module(module, example_inputs, fmt, name=key))
+
+    @classmethod
+    def of_file(cls, path: Path, key: str, data: InputArchive | None = None) -> ModelItem:
+        """A model file measured as it is, on seeded random inputs of its declared shapes (float inputs only),
+        or over ``data``'s samples (checked against it: hwlab.measure.inputs)."""
+        fmt = path.suffix.lstrip(".")
+        fields: dict[str, Any] = {"op": "model", "family": "file", "file": path.name}
+        if data is not None:
+            fields.update(inputs_file=data.path.name, inputs_sha256=data.sha256[:16])
+
+        def export(want: str) -> ExportedModel:
+            if want != fmt:
+                raise ExportError(f"{path.name} is a .{fmt} model; this backend loads .{want}", hint="")
+            shapes = tuple(s.shape for s in data.inputs) if data is not None else file_shapes(path)
+            return ExportedModel(path, file_sha256(path), fmt, shapes, key)
+
+        return cls(key, fields, export, fmt, data)
+
+
+MODELS_TABLE = "models"  # the table of model files measured as they are (`hwlab profile --model`)
+FILE_FORMATS = (".onnx", ".tflite")  # whose inputs the host can read (hwlab.modelfile)
+
+
+def file_items(files: Sequence[Path], inputs: Path | None = None, key: str | None = None) -> list[ModelItem]:
+    """Model files as items, keyed by ``key`` (one file) or each file's stem, each read here and checked
+    against ``inputs`` when given: a wrong file or archive is refused before any device is touched."""
+    if key is not None and len(files) != 1:
+        raise InvalidRequest(
+            f"--key names one model, not {len(files)}", hint="leave out --key: each file's stem is its key"
+        )
+    keys = [key] if key is not None else [f.stem for f in files]
+    if not all(keys) or len(set(keys)) < len(keys):
+        raise InvalidRequest(
+            f"the models' keys {keys} are not distinct and non-empty", hint="rename the files, or give one with --key"
+        )
+    items = []
+    for path, name in zip(files, keys, strict=True):
+        if path.suffix not in FILE_FORMATS or not path.is_file():
+            problem = "no file" if not path.is_file() else f"not a model file of {', '.join(FILE_FORMATS)}"
+            raise InvalidRequest(f"{path}: {problem}", hint="give an .onnx or a .tflite model with --model")
+        item = ModelItem.of_file(path, name, input_archive(inputs, path) if inputs is not None else None)
+        assert item.fmt is not None
+        item.export(item.fmt)  # reads the file's inputs now: a file that cannot be read fails here
+        items.append(item)
+    return items
 
 
 def as_item(thing: OpSpec | ModelItem) -> ModelItem:
@@ -202,8 +255,12 @@ def profile_space(
     backends: Sequence[str],
     progress_for: Callable[[str], Progress] | None = None,
     precisions: Sequence[str] = ("fp32",),
+    items: Sequence[ModelItem] | None = None,
 ) -> SpaceProfile:
     """``base.space`` (with ``base.space_params``) profiled on each backend, over one connection.
+
+    ``items`` (model files, :meth:`ModelItem.of_file`) replace the space: each is measured on the
+    backends that load its format, and a file that none of them loads is refused before any is measured.
 
     ``precisions``: every op at each (keys end ``-prec:int8``), with the models that price a switch
     between precisions (hwlab/quant/space.py); fp32 alone leaves the space as it is.
@@ -214,15 +271,20 @@ def profile_space(
     honour) is recorded in ``refused`` and the others are profiled all the same.
     """
     device = base.device
+    if items is not None and tuple(backends) != ("all",):
+        _check_formats(items, backends)  # before the device is reached
     transport = connect(device)
     done = SpaceProfile()
     try:
         facts = device_facts(Deployer(transport, device))
-        for backend in resolve_backends(backends, facts, device):
+        chosen = resolve_backends(backends, facts, device)
+        if items is not None:
+            _check_formats(items, chosen)
+        for backend in chosen:
             try:
-                specs = get_space(base.space, SpaceContext(base.tables_root, device.name, backend), **base.space_params)
-                if tuple(precisions) != ("fp32",):
-                    specs = at_precisions(specs, precisions, backend)
+                specs = _specs_for(base, backend, precisions, items)
+                if items is not None and not specs:
+                    continue  # no file of this backend's format
                 request = replace(base, backend=backend, specs=specs)
                 progress = progress_for(backend) if progress_for else None
                 done.reports.append(profile(request, progress, transport=transport, facts=facts))
@@ -231,6 +293,29 @@ def profile_space(
         return done
     finally:
         transport.close()
+
+
+def _specs_for(
+    base: ProfileRequest, backend: str, precisions: Sequence[str], items: Sequence[ModelItem] | None
+) -> Sequence[OpSpec | ModelItem]:
+    """What ``backend`` measures: the files of its format, else the space built for it (at each precision)."""
+    if items is not None:
+        return [item for item in items if item.fmt in (None, FORMAT_FOR_RUNTIME[backend])]
+    specs = get_space(base.space, SpaceContext(base.tables_root, base.device.name, backend), **base.space_params)
+    return at_precisions(specs, precisions, backend) if tuple(precisions) != ("fp32",) else specs
+
+
+def _check_formats(items: Sequence[ModelItem], backends: Sequence[str]) -> None:
+    """Refuse a model file that none of ``backends`` loads (an .onnx asked of litert alone, say)."""
+    loaded = {FORMAT_FOR_RUNTIME[b] for b in backends}
+    by_format = {fmt: runtime for runtime, fmt in FORMAT_FOR_RUNTIME.items()}
+    for item in items:
+        if item.fmt is not None and item.fmt not in loaded:
+            runtime = by_format.get(item.fmt)
+            raise InvalidRequest(
+                f"{item.fields.get('file', item.key)} is a .{item.fmt} model, which {', '.join(backends)} cannot load",
+                hint=f"add --backend {runtime}" if runtime else f"give a model of {', '.join(sorted(loaded))}",
+            )
 
 
 def profile(
@@ -288,13 +373,20 @@ def _profile_locked(
     if request.retry_errors:
         table.drop(table.keys() - done)
     todo = [item for key, item in by_key.items() if key not in done]
+    if isinstance(measurer, BenchmarkModelMeasurer) and any(item.data is not None for item in todo):
+        raise InvalidRequest(
+            f"{device.name!r} measures litert with benchmark_model, which feeds its own random inputs",
+            hint="leave out --inputs, or install Python with numpy on the device to use hwlab's runner",
+        )
     report = ProfileReport(table, request.backend, len(by_key), len(by_key) - len(todo), measurer=measurer.name)
     if not todo:
         return report
     nodes: dict[str, int] = {}
     unquantisable: dict[str, str] = {}
     models = _deployed(todo, request.backend, deployer, progress, nodes, unquantisable)
-    anchors = _deployed(anchor_items(), request.backend, deployer, progress, nodes)
+    # Anchors scale ordinary models; a model over input data keeps its raw distribution, so alone it needs none.
+    plain = any(item.data is None for item in todo)
+    anchors = _deployed(anchor_items(), request.backend, deployer, progress, nodes) if plain else []
     job = with_models(job, models, device, anchors=anchors)
     setting = Setting(request.backend, fixed["runtime_version"], placement.threads, _mask(placement.core_mask))
     speed = SpeedScale(request.tables_root, device.name, setting, set_by=str(request.table_id), nodes=nodes)
@@ -361,7 +453,10 @@ def _deployed(
                 raise
             unquantisable[item.key] = f"ExportError: {err}"
             continue
-        models.append(model_spec(item.key, deployer.model(exported.path, exported.sha256), exported.input_shapes))
+        spec = model_spec(item.key, deployer.model(exported.path, exported.sha256), exported.input_shapes)
+        if item.data is not None:
+            spec = with_input_data(spec, deployer.data(item.data.path, item.data.sha256), item.data)
+        models.append(spec)
         count = onnx_node_count(exported.path)
         if count:
             nodes[item.key] = count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -35,8 +36,9 @@ from hwlab.cli.common import (
     whole,
 )
 from hwlab.cli.console import stderr_console
+from hwlab.errors import InvalidRequest
 from hwlab.inventory import get_device
-from hwlab.profile import ProfileReport, ProfileRequest, profile_space
+from hwlab.profile import MODELS_TABLE, ModelItem, ProfileReport, ProfileRequest, file_items, profile_space
 from hwlab.space import describe_spaces
 
 PROFILE_HELP = """\
@@ -50,6 +52,13 @@ finished op is kept; the same command again measures only what is missing.
 -prec:int8; onnxruntime, static QDQ int8 with per-channel weights), with the QuantizeLinear and
 Quantize->Dequantize models that price a switch between precisions, and prints the measured
 int8/fp32 ratio per op type: where int8 does not pay on this device.
+
+--model FILE measures model files as they are (.onnx on onnxruntime, .tflite on litert) into the
+table "models" (key: the file's stem, or --key). With --inputs data.npz (one array per model input,
+named after it or arr_0, arr_1, ...; samples along the first axis) the device times one call per
+sample, cycling through them, and the row carries the distribution: p50/p90/p99 and each sample's
+median, which show whether a dynamic model (an early exit) has a stable latency and which inputs
+are slow.
 """
 
 
@@ -92,19 +101,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "hwlab profile --device local --backend all --space generic --count 200 --seed 1",
             "hwlab profile --device rk3399 --backend litert --space spos --threads 2 --core-mask big",
             "hwlab profile --device local --space spos --input-size 32 --precisions fp32,int8",
+            "hwlab profile --device local --model early-exit.onnx --inputs data.npz",
+            "hwlab profile --device pixel --backend litert --model net.tflite --key net-v2",
         ],
     )
     add_device_args(p)
     add_backend_arg(p)
-    p.add_argument("--space", default="spos", help="operator space (see `hwlab spaces`)")
+    p.add_argument("--space", help="operator space (see `hwlab spaces`; default spos)")
+    f = p.add_argument_group("model files (instead of a space)")
+    f.add_argument(
+        "--model", type=Path, action="append", metavar="FILE", help="a .onnx or .tflite model to measure (repeatable)"
+    )
+    f.add_argument("--inputs", type=Path, metavar="DATA.npz", help="measure over these inputs: the distribution")
+    f.add_argument("--key", metavar="NAME", help="the row's key, for one --model (default: the file's stem)")
     g = p.add_argument_group("space parameters")
     g.add_argument(
         "--input-size",
         type=whole(8, MAX_INPUT_SIZE),
-        help="spos: input image size (default 224; e.g. 32 for small images)",
+        help="spos, blocks: input image size (default 224; e.g. 32 for small images)",
     )
     g.add_argument("--channel-scales", type=_floats, help="spos: channel-scale factors, e.g. 0.6,1.0 (default 1.0)")
-    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), help="spos: width multiplier (default 1.0)")
+    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), help="spos, blocks: width multiplier (default 1.0)")
     g.add_argument("--num-classes", type=whole(2, 100_000), help="spos: classifier outputs (default 1000)")
     g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stride of the stem conv (default 2)")
     g.add_argument("--count", type=count_arg, help="generic: number of sampled ops; kernels: models per family")
@@ -152,20 +169,41 @@ def space_params(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _model_items(args: argparse.Namespace) -> list[ModelItem] | None:
+    """The --model files as items (None without --model), each checked here, with its --inputs."""
+    if not args.model:
+        if args.inputs or args.key:
+            raise InvalidRequest(
+                "--inputs and --key go with --model FILE", hint="hwlab profile --model net.onnx --inputs data.npz"
+            )
+        return None
+    extra = [f"--{k.replace('_', '-')}" for k in space_params(args)] + (["--space"] if args.space else [])
+    if extra or args.precisions != ("fp32",):
+        raise InvalidRequest(
+            f"--model measures model files as they are: {', '.join(extra) or '--precisions'} cannot apply",
+            hint="leave those out, or profile the space without --model",
+        )
+    return file_items(args.model, args.inputs, args.key)
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     console = stderr_console() if args.json else Console()
     device = get_device(args.device, args.inventory)
+    items = _model_items(args)
+    space = MODELS_TABLE if items is not None else args.space or "spos"
     params = space_params(args)
     base = ProfileRequest.of(
-        device, "", measuring(args), space=args.space, space_params=params, table_name=args.table,
+        device, "", measuring(args), space=space, space_params=params, table_name=args.table,
         tables_root=args.tables_dir, settings=measure_settings(args), retry_errors=args.retry_errors,
     )  # fmt: skip
-    console.print(
-        f"profiling space [bold]{escape(args.space)}[/] {escape(str(params or ''))} on [bold]{escape(device.name)}[/]"
-        f" with {', '.join(args.backend)}"
-    )
+    if items is not None:
+        over = f" over {escape(args.inputs.name)}" if args.inputs else ""
+        what = f"{len(items)} model file{'s' if len(items) > 1 else ''}{over}"
+    else:
+        what = f"space [bold]{escape(space)}[/] {escape(str(params or ''))}"
+    console.print(f"profiling {what} on [bold]{escape(device.name)}[/] with {', '.join(args.backend)}")
     with _progress_bar(console) as bar:
-        done = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend), args.precisions)
+        done = profile_space(base, args.backend, lambda backend: PhaseBars(bar, backend), args.precisions, items)
     if not done.reports and len(done.refused) == 1:  # one backend, refused: its error says why
         raise next(iter(done.refused.values()))
     if args.json:
@@ -173,6 +211,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print_json([_report_json(r) for r in done.reports] + refused)
     else:
         print_summary(console, done.reports)
+        print_distributions(console, done.reports)
         for prec in args.precisions:
             if prec != "fp32":
                 print_precision_ratios(console, done.reports, prec)
@@ -222,7 +261,38 @@ def _report_json(report: ProfileReport) -> dict[str, Any]:
         "errors": [{"key": r["key"], "error": r["error"]} for r in report.errors],
         "unstable": [r["key"] for r in report.unstable],
         "rows": len(report.table),
+        "distributions": [
+            {k: row.get(k) for k in DISTRIBUTION_KEYS} for row in report.measured if row.get("input_count") is not None
+        ],
     }
+
+
+DISTRIBUTION_KEYS = ("key", "input_count", "n", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "input_median_ms")
+SHOWN_INPUTS = 24  # per-input medians printed on one line; the table holds them all
+
+
+def print_distributions(console: Console, reports: list[ProfileReport]) -> None:
+    """The rows measured over input data: their quantiles, and each input's median (which inputs are slow)."""
+    rows = [(r.backend, row) for r in reports for row in r.measured if row.get("input_count") is not None]
+    if not rows:
+        return
+    table = Table(title="latency over the inputs (ms; one timed call per input, cycled)")
+    for col in ("backend", "model", "inputs", "calls", "p50", "p90", "p99", "min", "max", "p99/p50", "max/min"):
+        table.add_column(col)
+    for backend, row in rows:
+        figures = [row.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")]
+        p50, p99, low, high = row.get("p50_ms"), row.get("p99_ms"), row.get("min_ms"), row.get("max_ms")
+        table.add_row(
+            backend, escape(row["key"]), str(row["input_count"]), str(row.get("n")),
+            *("-" if v is None else f"{v:.4g}" for v in figures),
+            f"{p99 / p50:.2f}" if p50 and p99 else "-", f"{high / low:.2f}" if low and high else "-",
+        )  # fmt: skip
+    console.print(table)
+    for backend, row in rows:
+        medians = row.get("input_median_ms") or []
+        shown = " ".join("-" if m is None else f"{m:.4g}" for m in medians[:SHOWN_INPUTS])
+        more = f" … ({len(medians) - SHOWN_INPUTS} more in the table)" if len(medians) > SHOWN_INPUTS else ""
+        console.print(f"{backend} {escape(row['key'])}: median per input (ms): {shown}{more}")
 
 
 def _speed_factors(states: list[float]) -> str:
@@ -278,7 +348,9 @@ def print_summary(console: Console, reports: list[ProfileReport]) -> None:
         if r.speed_note:
             console.print(f"{backend}: {escape(r.speed_note)}")
         for row in r.unstable[:10]:
-            what = "its corrected rounds spread" if row.get("schedule") == "rounds" else "its IQR is"
+            what = {"rounds": "its corrected rounds spread", "calls": "its calls on one input spread"}.get(
+                row.get("schedule", ""), "its IQR is"
+            )
             console.print(
                 f"[yellow]unstable[/] {backend} {escape(row['key'])}: {what} over 10% of the median:"
                 " the device was busy or throttling; rerun it with --pause or --max-temp"

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwlab.errors import ExportError, GraphError, HwlabError
+from hwlab.errors import HwlabError
 from hwlab.export import FORMAT_FOR_RUNTIME, ExportedModel
-from hwlab.export.cache import file_sha256
 from hwlab.farm.plan import FarmPlan, ModelEntry
+from hwlab.modelfile import file_shapes
 from hwlab.profile import ModelItem
+
+__all__ = ["GOLDEN_KEY", "Reference", "file_shapes", "golden_item", "reference"]
 
 GOLDEN_KEY = "golden:conv3x3-16c-16px"
 
@@ -73,53 +75,9 @@ def _arch_item(entry: ModelEntry) -> ModelItem:
     return ModelItem(key, fields, export)
 
 
-def file_shapes(path: Path) -> tuple[tuple[int, ...], ...]:
-    """The input shapes a model file declares (a symbolic dimension taken as 1: batch 1); float inputs only."""
-    if path.suffix == ".onnx":
-        from onnx import TensorProto
-
-        from hwlab.predictors.graph_load import read_onnx
-
-        graph = read_onnx(path).graph
-        initialised = {t.name for t in graph.initializer}
-        shapes = []
-        for value in graph.input:
-            if value.name in initialised:
-                continue
-            tensor = value.type.tensor_type
-            if tensor.elem_type != TensorProto.FLOAT:
-                raise GraphError(f"{path}: input {value.name!r} is not float32", hint="give a model with float inputs")
-            shapes.append(tuple(d.dim_value if d.dim_value > 0 else 1 for d in tensor.shape.dim))
-        return tuple(shapes)
-    from hwlab.tflitefile import check_tflite
-
-    check_tflite(path)
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise ExportError(
-                f"cannot read the inputs of {path}: no LiteRT interpreter on this host",
-                hint="install the tflite extra (scripts/setup)",
-            ) from None
-    details = Interpreter(model_path=str(path)).get_input_details()
-    return tuple(tuple(int(d) if d > 0 else 1 for d in detail["shape"]) for detail in details)
-
-
 def _file_item(entry: ModelEntry) -> ModelItem:
     assert entry.file is not None
-    path = entry.file
-    key = entry.name or path.stem
-    fmt = path.suffix.lstrip(".")
-
-    def export(want: str) -> ExportedModel:
-        if want != fmt:
-            raise ExportError(f"{path.name} is a .{fmt} model; this backend loads .{want}", hint="")
-        return ExportedModel(path, file_sha256(path), fmt, file_shapes(path), key)
-
-    return ModelItem(key, {"op": "model", "family": "file", "file": path.name}, export)
+    return ModelItem.of_file(entry.file, entry.name or entry.file.stem)
 
 
 def reference(plan: FarmPlan, backend: str) -> Reference:

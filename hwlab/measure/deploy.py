@@ -95,6 +95,10 @@ class Deployer:
     def model(self, local: Path, sha256: str) -> str:
         return self._push(str(local), self.path("models"), f"{sha256}{local.suffix}")
 
+    def data(self, local: Path, sha256: str) -> str:
+        """Deploy a model's input data (an .npz)."""
+        return self._push(str(local), self.path("data"), f"{sha256}.npz")
+
     def job(self, job: Job) -> str:
         """Deploy a job file; its name is its content's digest."""
         text = json.dumps(job_to_json(job), sort_keys=True)

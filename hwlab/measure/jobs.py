@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from hwlab_runner.job import GraphRule, InputSpec, Job, JobError, ModelSpec, PowerRule, checked
+from hwlab_runner.job import GraphRule, InputData, InputSpec, Job, JobError, ModelSpec, PowerRule, checked
 
 from hwlab.errors import InvalidRequest
 from hwlab.inventory import DeviceSpec
 from hwlab.measure.placement import Placement
 from hwlab.measure.settings import MeasureSettings
 
-__all__ = ["GraphRule", "InputSpec", "Job", "ModelSpec", "build_job", "model_spec", "power_rule", "with_models"]
+if TYPE_CHECKING:
+    from hwlab.measure.inputs import InputArchive
+
+__all__ = [
+    "GraphRule", "InputSpec", "Job", "ModelSpec", "build_job", "model_spec", "power_rule", "with_input_data",
+    "with_models",
+]  # fmt: skip
 
 
 def power_rule(wish: str | None, device: DeviceSpec) -> PowerRule | None:
@@ -67,6 +74,11 @@ def build_job(
 def model_spec(key: str, path: str, input_shapes: Sequence[Sequence[int]]) -> ModelSpec:
     """One deployed model of a job (float32 inputs of these shapes)."""
     return ModelSpec(key=key, path=path, inputs=tuple(InputSpec(tuple(s), "float32") for s in input_shapes))
+
+
+def with_input_data(spec: ModelSpec, path: str, archive: InputArchive) -> ModelSpec:
+    """The model measured over the archive deployed at ``path``: one sample's inputs, fed from its members."""
+    return replace(spec, inputs=archive.inputs, input_data=InputData(path, archive.members))
 
 
 def with_models(job: Job, models: Sequence[ModelSpec], device: DeviceSpec, anchors: Sequence[ModelSpec] = ()) -> Job:

@@ -43,7 +43,9 @@ class ResultSink:
             return None
         if key not in self.fields:
             raise RunnerError(f"the device returned a result for an unknown key {key!r}")
-        factor = self.speed.factor_for(result) if self.speed is not None and result.get("status") == "ok" else None
+        # A distribution over input data is reported as timed: its inputs, not the machine, make its spread.
+        scaled = result.get("status") == "ok" and not result.get("distribution")
+        factor = self.speed.factor_for(result) if self.speed is not None and scaled else None
         row, samples = row_from_result(
             result, key, self.fields[key], device=self.device.name, backend=self.backend,
             emulated=self.device.emulated, speed_factor=factor,

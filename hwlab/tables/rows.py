@@ -12,8 +12,14 @@ by a current runner (``"floor+anchors"``): the model's floor, its time in the ma
 adds time, and the quiet state is what a rerun finds again: on a VM whose speed drifts by up to
 1.6x, floors of 100 models ten minutes apart agreed within ±5% for 96. ``"rounds+anchors"`` (an
 older runner): the median in the group's median state instead. Beside it, ``raw_median_ms`` is
-what was timed, disturbances and all. The other summary columns (p10, p90, IQR, mean, std, min)
+what was timed, disturbances and all. The other summary columns (p10, p90, IQR, mean, std, min, max)
 are of the raw samples. A row of an older table has no ``correction``: its median is raw.
+
+A model measured over input data (``schedule`` ``"calls"``: a dynamic model, call by call) has no single
+latency: its ``median_ms`` is the p50 of all its calls, as timed (no speed factor: a distribution is
+reported as it was), beside ``p50_ms``, ``p90_ms``, ``p99_ms``, the number of samples (``input_count``)
+and each sample's median (``input_median_ms``), which say which inputs are slow. Its ``unstable`` is the
+noise within each sample's calls, not the spread between samples, which is the model's own.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 from hwlab.errors import TableError
 
 UNSTABLE_IQR_REL = 0.10  # IQR/median above this is flagged as unstable
-SUMMARY_COLUMNS = ("median", "p10", "p90", "iqr", "mean", "std", "min")
+SUMMARY_COLUMNS = ("median", "p10", "p90", "iqr", "mean", "std", "min", "max")
 RAW_DETAILS = ("power", "governor", "op_profile", "providers", "io", "gpu")
 
 
@@ -72,6 +78,11 @@ class Row:
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
+    max_ms: float | None = None
+    p50_ms: float | None = None  # over input data (schedule "calls"): the distribution of every call
+    p99_ms: float | None = None
+    input_count: int | None = None  # samples of the input data
+    input_median_ms: list[float | None] | None = None  # each sample's median, in the data's order
     ci_rel: float | None = None  # of median_ms: between rounds for "rounds", within the block for "single"
     unstable: bool | None = None
     block: int | None = None
@@ -194,12 +205,29 @@ def _corrected(result: dict[str, Any], speed_factor: float | None) -> dict[str, 
 
 
 def _unstable(result: dict[str, Any], median: float | None, iqr: float | None) -> bool | None:
-    """Spread beyond UNSTABLE_IQR_REL: of the corrected rounds (raw samples hold the drift), else the IQR."""
+    """Spread beyond UNSTABLE_IQR_REL: of the corrected rounds (raw samples hold the drift), within each input
+    (over input data: the inputs' own spread is the model's), else the IQR."""
+    distribution = result.get("distribution")
+    if distribution:
+        spread = distribution.get("input_spread_rel")
+        return None if spread is None else bool(spread > UNSTABLE_IQR_REL)
     rounds = result.get("rounds")
     if rounds:
         spread = rounds.get("spread_rel")
         return None if spread is None else bool(spread > UNSTABLE_IQR_REL)
     return bool(iqr / median > UNSTABLE_IQR_REL) if median and iqr is not None else None
+
+
+def _distribution_columns(distribution: dict[str, Any] | None) -> dict[str, Any]:
+    """The columns of a model measured over input data (none for another row)."""
+    if not distribution:
+        return {}
+    return {
+        "p50_ms": _ms(distribution.get("p50_us")),
+        "p99_ms": _ms(distribution.get("p99_us")),
+        "input_count": distribution.get("inputs"),
+        "input_median_ms": [_ms(m) for m in distribution.get("input_median_us") or []],
+    }
 
 
 def row_from_result(
@@ -250,10 +278,12 @@ def row_from_result(
         stop_reason=result.get("stop_reason"),
         timer=result.get("timer"),
         unstable=_unstable(result, median, iqr),
+        **_distribution_columns(result.get("distribution")),
     )
     raw = {"samples_us": result.get("samples_us") or [], "block": result.get("block")}
-    if result.get("rounds"):
-        raw["rounds"] = result["rounds"]
+    for detail in ("rounds", "distribution"):
+        if result.get(detail):
+            raw[detail] = result[detail]
     raw.update({detail: result[detail] for detail in RAW_DETAILS if result.get(detail) is not None})
     return row, raw
 

@@ -6,5 +6,7 @@ It never imports ``hwlab``: the host and the device share nothing but the JSON
 described in PROTOCOL.md.
 """
 
-PROTOCOL_VERSION = 3  # 3: models measured in interleaved rounds with anchors; 2: new warm-up and stop defaults
+# 4: a model may name input data, measured call by call over it (a latency distribution);
+# 3: models measured in interleaved rounds with anchors; 2: new warm-up and stop defaults
+PROTOCOL_VERSION = 4
 __version__ = "0.1.0"

@@ -35,6 +35,8 @@ class Loaded:
     (None: the host clock) times ``block`` calls in ns, for devices whose calls
     return before the work is done; ``timer`` names it in the result line.
     ``info`` holds facts for the result line (e.g. onnxruntime's providers).
+    ``feed(arrays)`` replaces the inputs of the next calls (one array per input, as the job's
+    ``inputs`` describe them): real inputs, fed outside the timed call (calls.py).
     """
 
     def __init__(
@@ -44,15 +46,22 @@ class Loaded:
         block_timer: Callable[[int], int] | None = None,
         timer: str = "perf_counter_ns",
         info: dict[str, Any] | None = None,
+        feed: Callable[[Sequence[np.ndarray]], None] | None = None,
     ):
         self._run = run
         self._context = context or contextlib.nullcontext
         self.block_timer = block_timer
         self.timer = timer
         self.info: dict[str, Any] = dict(info or {})
+        self._feed = feed
 
     def __call__(self) -> object:
         return self._run()
+
+    def feed(self, arrays: Sequence[np.ndarray]) -> None:
+        if self._feed is None:
+            raise RuntimeError("this runtime's loaded model takes no other inputs")
+        self._feed(arrays)
 
     def context(self) -> ContextManager[Any]:
         return self._context()
@@ -179,16 +188,24 @@ class OnnxRuntimeBackend(Backend):
         _check_count(path, len(names), len(inputs))
         feeds = dict(zip(names, make_inputs(inputs, seed)))
         if device == "cuda":
-            return Loaded(lambda: session.run(None, feeds), info={"providers": used, "io": "run"})
+            return Loaded(
+                lambda: session.run(None, feeds), info={"providers": used, "io": "run"},
+                feed=lambda arrays: feeds.update(zip(names, arrays)),
+            )  # fmt: skip
         # On the CPU, inputs and outputs are bound once: session.run would copy every output into a new
         # numpy array on each call, a host-side cost no deployed graph pays and one that grows with the
         # output's size (it would make small ops look slower than they are).
         binding = session.io_binding()
-        for name, array in feeds.items():
-            binding.bind_cpu_input(name, array)
+
+        def bind(arrays: Sequence[np.ndarray]) -> None:
+            for name, array in zip(names, arrays):
+                binding.bind_cpu_input(name, array)  # the array itself, not a copy: the caller keeps it alive
+
+        bind(list(feeds.values()))
         for output in session.get_outputs():
             binding.bind_output(output.name, "cpu")
-        return Loaded(lambda: session.run_with_iobinding(binding), info={"providers": used, "io": "binding"})
+        info = {"providers": used, "io": "binding"}
+        return Loaded(lambda: session.run_with_iobinding(binding), info=info, feed=bind)
 
     def _options(self, threads: int) -> Any:
         """The session options every measurement uses (and the runtime graph's capture, to see the same graph)."""
@@ -246,10 +263,14 @@ class LiteRTBackend(Backend):
         from .job import InputSpec
 
         declared = [InputSpec(spec.shape, np.dtype(detail["dtype"]).name) for detail, spec in zip(details, inputs)]
-        for detail, array in zip(details, make_inputs(declared, seed)):
-            interpreter.set_tensor(detail["index"], array)
+
+        def set_inputs(arrays: Sequence[np.ndarray]) -> None:
+            for detail, array in zip(details, arrays):
+                interpreter.set_tensor(detail["index"], array)
+
+        set_inputs(make_inputs(declared, seed))
         # Inputs are set once: a call is invoke() alone, the interpreter keeps its input buffers.
-        return Loaded(interpreter.invoke)
+        return Loaded(interpreter.invoke, feed=set_inputs)
 
 
 class TorchBackend(Backend):
@@ -279,9 +300,14 @@ class TorchBackend(Backend):
             torch.set_num_interop_threads(1)
         program = torch.export.load(path)
         tensors = [torch.from_numpy(a) for a in make_inputs(inputs, seed)]
+        target = "cuda" if device == "cuda" else "cpu"
+
+        def feed(arrays: Sequence[np.ndarray]) -> None:
+            tensors[:] = [torch.from_numpy(a).to(target) for a in arrays]
+
         if device != "cuda":
             module = program.module()
-            return Loaded(lambda: module(*tensors), context=torch.inference_mode)
+            return Loaded(lambda: module(*tensors), context=torch.inference_mode, feed=feed)
         # The pass (torch >= 2.6) also rewrites device arguments baked into the graph; .to() misses those.
         try:
             move = importlib.import_module("torch.export.passes").move_to_device_pass
@@ -294,7 +320,7 @@ class TorchBackend(Backend):
             return module(*tensors)
 
         info = {"gpu": torch.cuda.get_device_name(torch.cuda.current_device())}
-        return Loaded(run, torch.inference_mode, CudaEventTimer(torch, run), "cuda_event", info)
+        return Loaded(run, torch.inference_mode, CudaEventTimer(torch, run), "cuda_event", info, feed)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (OnnxRuntimeBackend(), LiteRTBackend(), TorchBackend())}

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from . import PROTOCOL_VERSION
 from .backends import BACKENDS
+from .inputdata import InputDataError, default_members, problem, read_headers
 from .rounds import RoundRule
 from .runtime_graph import GraphRule
 from .timing import StopRule, Warmup
@@ -38,12 +39,22 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class InputData:
+    """Real inputs for a model (an ``.npz``, see inputdata.py): ``members[i]`` feeds input i."""
+
+    path: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """One model to measure; ``path`` is as written in the job."""
+    """One model to measure; ``path`` is as written in the job. With ``input_data`` it is measured
+    call by call over those inputs (calls.py), its ``inputs`` being one sample's shapes and dtypes."""
 
     key: str
     path: str
     inputs: tuple[InputSpec, ...]
+    input_data: InputData | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,11 @@ class Job:
 
     def model_path(self, model: ModelSpec) -> str:
         """The model's file: relative paths are relative to the job file's folder."""
-        return model.path if os.path.isabs(model.path) else os.path.join(self.base_dir, model.path)
+        return self.resolve(model.path)
+
+    def resolve(self, path: str) -> str:
+        """A path of the job: relative to the job file's folder unless absolute."""
+        return path if os.path.isabs(path) else os.path.join(self.base_dir, path)
 
 
 def _fail(where: str, problem: str) -> JobError:
@@ -289,6 +304,29 @@ def _anchors(value: Any, models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]
     return anchors
 
 
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(where, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _input_data(value: Any, where: str, inputs: tuple[InputSpec, ...]) -> InputData | None:
+    """null, or {"path", "members"} (members default: arr_0, arr_1, ... as numpy.savez names them)."""
+    if value is None:
+        return None
+    data = _mapping(value, where)
+    unknown = sorted(set(data) - {"path", "members"})
+    if unknown:
+        raise _fail(f"{where}.{unknown[0]}", "unknown key (expected path, members)")
+    path = _text(_require(data, "path", where + "."), f"{where}.path")
+    members = data.get("members", default_members(len(inputs)))
+    if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+        raise _fail(f"{where}.members", f"expected a list of member names, got {members!r}")
+    if len(members) != len(inputs) or not inputs:
+        raise _fail(f"{where}.members", f"expected one member per input ({len(inputs)}), got {len(members)}")
+    return InputData(path=path, members=tuple(members))
+
+
 def _models(value: Any, name: str = "models") -> tuple[ModelSpec, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(name, f"expected a non-empty list of {name}")
@@ -296,14 +334,13 @@ def _models(value: Any, name: str = "models") -> tuple[ModelSpec, ...]:
     for i, item in enumerate(value):
         here = f"{name}[{i}]"
         item = _mapping(item, here)
-        key = _require(item, "key", here + ".")
-        path = _require(item, "path", here + ".")
-        for name, text in (("key", key), ("path", path)):
-            if not isinstance(text, str) or not text:
-                raise _fail(f"{here}.{name}", f"expected a non-empty string, got {text!r}")
-        models.append(
-            ModelSpec(key=key, path=path, inputs=_inputs(_require(item, "inputs", here + "."), f"{here}.inputs"))
-        )
+        key = _text(_require(item, "key", here + "."), f"{here}.key")
+        path = _text(_require(item, "path", here + "."), f"{here}.path")
+        inputs = _inputs(_require(item, "inputs", here + "."), f"{here}.inputs")
+        data = _input_data(item.get("input_data"), f"{here}.input_data", inputs)
+        if data is not None and name == "anchors":
+            raise _fail(f"{here}.input_data", "an anchor is measured in rounds, on seeded inputs: leave it out")
+        models.append(ModelSpec(key=key, path=path, inputs=inputs, input_data=data))
     return tuple(models)
 
 
@@ -376,7 +413,26 @@ def load_job(path: str) -> Job:
         raise JobError(f"cannot read job file {path}: {e.strerror or e}") from None
     except ValueError as e:
         raise JobError(f"job file {path} is not valid JSON: {e}") from None
-    return parse_job(data, base_dir=os.path.dirname(os.path.abspath(path)))
+    job = parse_job(data, base_dir=os.path.dirname(os.path.abspath(path)))
+    check_input_data(job)
+    return job
+
+
+def check_input_data(job: Job) -> None:
+    """Every model's input data readable here and fitting its inputs (from the archives' headers): a bad
+    archive is a bad job, refused before anything is measured. Run where the files are (the device)."""
+    for i, model in enumerate(job.models):
+        if model.input_data is None:
+            continue
+        path = job.resolve(model.input_data.path)
+        try:
+            found = problem(read_headers(path), model.input_data.members, model.inputs)
+        except InputDataError as e:
+            found = str(e)
+        else:
+            found = found and f"{path}: {found}"
+        if found:
+            raise _fail(f"models[{i}].input_data", found)
 
 
 def _fields_of(rule: Any) -> dict[str, Any]:
@@ -407,11 +463,14 @@ def job_to_json(job: Job) -> dict[str, Any]:
 
 
 def _model_to_json(model: ModelSpec) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "key": model.key,
         "path": model.path,
         "inputs": [{"shape": list(i.shape), "dtype": i.dtype} for i in model.inputs],
     }
+    if model.input_data is not None:  # left out otherwise: an ordinary model's entry is as before
+        out["input_data"] = {"path": model.input_data.path, "members": list(model.input_data.members)}
+    return out
 
 
 def _power_to_json(rule: PowerRule | None) -> dict[str, Any] | None:
@@ -424,6 +483,7 @@ def _power_to_json(rule: PowerRule | None) -> dict[str, Any] | None:
 __all__ = [
     "Cooldown",
     "GraphRule",
+    "InputData",
     "InputSpec",
     "Job",
     "JobError",
@@ -431,6 +491,7 @@ __all__ = [
     "ModelSpec",
     "PowerRule",
     "RoundRule",
+    "check_input_data",
     "checked",
     "job_to_json",
     "load_job",

@@ -16,15 +16,17 @@ import sys
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Sequence, TextIO
 
 from . import PROTOCOL_VERSION, sysinfo
 from .affinity import apply_core_mask, current_affinity
 from .backends import Backend, Loaded, get_backend
+from .calls import distribution, measure_calls
 from .cooldown import cool_down
 from .energy import PowerPlan, PowerSampler, plan_power, power_result
 from .governor import CpuGovernor, set_for_job
+from .inputdata import load_samples
 from .job import Job, ModelSpec
 from .rounds import Floor, Member, RoundsResult, measure_rounds
 from .signals import exit_on_signals
@@ -119,6 +121,11 @@ def _samples_and_summary(samples_us: Sequence[float], confidence: float) -> dict
     return {"samples_us": samples, "summary": summarize(samples, confidence).to_json("us", SAMPLE_DIGITS)}
 
 
+def _sampler(plan: PowerPlan | None) -> PowerSampler | None:
+    """The power sampler of one model's timed window, when the job's sensor was found and read."""
+    return PowerSampler(plan.sensor, plan.sample_hz) if plan and plan.sensor and not plan.reason else None
+
+
 def measure_model(
     job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup | None = None
 ) -> dict[str, Any]:
@@ -132,7 +139,7 @@ def measure_model(
     loaded = load_model(job, model, backend, line, setup)
     _state_before(line, setup)
     plan = setup.power
-    sampler = PowerSampler(plan.sensor, plan.sample_hz) if plan and plan.sensor and not plan.reason else None
+    sampler = _sampler(plan)
     try:
         with loaded.context():
             result = measure(
@@ -158,6 +165,60 @@ def measure_model(
         sampling_time_s=round(result.sampling_time_s, TIME_DIGITS),
         stop_reason=result.stop_reason,
     )
+    if plan is not None and window is not None:
+        line["power"] = power_result(plan, window, float(line["summary"]["mean_us"]))
+    return line
+
+
+def measure_over_inputs(
+    job: Job, model: ModelSpec, backend: Backend, line: dict[str, Any], setup: Setup | None = None
+) -> dict[str, Any]:
+    """Load a model with input data and measure it call by call over its samples (calls.py), filling
+    ``line`` in place: ``samples_us`` holds every call, ``summary`` is of them, ``distribution`` tells
+    the quantiles and each sample's median."""
+    assert model.input_data is not None
+    setup = setup or Setup(root=sysinfo.sysfs_root(), threads=job.threads)
+    start = time.perf_counter()
+    loaded = load_model(job, model, backend, line, setup)
+    samples = load_samples(job.resolve(model.input_data.path), model.input_data.members, model.inputs)
+    _state_before(line, setup)
+    plan = setup.power
+    sampler = _sampler(plan)
+    timer = loaded.block_timer
+    try:
+        with loaded.context():
+            result = measure_calls(
+                loaded,
+                lambda i: loaded.feed(samples[i]),
+                len(samples),
+                job.settings.warmup,
+                job.settings.stop,
+                call_timer=(lambda: timer(1)) if timer is not None else None,
+                on_sampling_start=sampler.start if sampler else None,
+                on_sampling_end=sampler.stop if sampler else None,
+            )
+    finally:
+        window = sampler.stop() if sampler else None
+    _state_after(line, setup)
+    line["wall_time_s"] = round(time.perf_counter() - start, TIME_DIGITS)
+    timed = _samples_and_summary(result.calls_us, job.settings.stop.confidence)
+    line.update(
+        status="ok",
+        schedule="calls",
+        **timed,
+        block=1,
+        warmup_count=result.warmup_count,
+        warmup_time_s=round(result.warmup_time_s, TIME_DIGITS),
+        sampling_time_s=round(result.sampling_time_s, TIME_DIGITS),
+        stop_reason=result.stop_reason,
+        distribution=distribution(timed["samples_us"], result.inputs),
+    )
+    if result.stop_reason != "cycles" and len(result.calls_us) < result.inputs:
+        print(
+            f"hwlab_runner: {model.key}: {result.stop_reason} before every input was timed "
+            f"({len(result.calls_us)} of {result.inputs}): raise stop.max_time_s",
+            file=sys.stderr,
+        )
     if plan is not None and window is not None:
         line["power"] = power_result(plan, window, float(line["summary"]["mean_us"]))
     return line
@@ -275,6 +336,47 @@ def _cool_down(job: Job, setup: Setup) -> float:
 
 
 def _run_models(
+    job: Job, backend: Backend, write: Writer, setup: Setup, setup_error: str | None, head: dict[str, Any]
+) -> int:
+    """The ordinary models (with the anchors), then each model with input data on its own, call by call.
+    Returns the models that failed."""
+    plain = tuple(m for m in job.models if m.input_data is None)
+    failures = _run_plain(replace(job, models=plain), backend, write, setup, setup_error, head) if plain else 0
+    if not plain and job.anchors:
+        print("hwlab_runner: no anchor measured: they scale ordinary models, and every model has input data",
+              file=sys.stderr)  # fmt: skip
+    for model in job.models:
+        if model.input_data is not None:
+            failures += _run_over_inputs(job, model, backend, write, setup, setup_error, head)
+    return failures
+
+
+def _run_over_inputs(
+    job: Job,
+    model: ModelSpec,
+    backend: Backend,
+    write: Writer,
+    setup: Setup,
+    setup_error: str | None,
+    head: dict[str, Any],
+) -> bool:
+    """One model with input data: its line, ok or error; True when it failed."""
+    line = _line(model.key, head, setup, anchor=False)
+    try:
+        if setup_error is not None:
+            line["error"] = setup_error
+        else:
+            line["cooldown_s"] = _cool_down(job, setup)
+            measure_over_inputs(job, model, backend, line, setup)
+            _capture_graph(job, model, backend, line, setup)
+    except Exception as e:
+        _failed(line, model.key, e)
+    write(line)
+    gc.collect()
+    return line["status"] != "ok"
+
+
+def _run_plain(
     job: Job, backend: Backend, write: Writer, setup: Setup, setup_error: str | None, head: dict[str, Any]
 ) -> int:
     """Anchors first, then the models; in groups of rounds, or one block each. Returns the models that failed."""

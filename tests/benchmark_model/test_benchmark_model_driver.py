@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hwlab_runner import PROTOCOL_VERSION
 
 from hwlab.errors import InvalidRequest
 from hwlab.measure.benchmark_model import (
@@ -96,7 +97,7 @@ def test_result_line_from_an_old_release(log_text):
     parsed = parse_benchmark_output(log_text("tf22_no_percentiles", graph=GRAPH, threads=1))
     result = benchmark_result(parsed, "conv-k", 1, core_mask=[4, 5], runtime_version="2.2.0", command_time_s=1.5)
     assert result == {
-        "protocol": 3,
+        "protocol": PROTOCOL_VERSION,
         "key": "conv-k",
         "status": "ok",
         "runtime": "litert",
@@ -201,7 +202,7 @@ def test_failed_run_is_an_error_line_with_the_last_lines(standin, tmp_path):
         LocalTransport(), str(binary), model, "k", 2, MeasureSettings(), core_mask=None, runtime_version="2.16.1"
     )
     assert result == {
-        "protocol": 3,
+        "protocol": PROTOCOL_VERSION,
         "key": "k",
         "status": "error",
         "runtime": "litert",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from hwlab_runner import PROTOCOL_VERSION
 from hwlab_runner.onnxgraph import ProtobufError, graph_nodes
 from hwlab_runner.runtime_graph import node_times
 from onnx import helper
@@ -54,7 +55,7 @@ def capture(folder: Path, model: onnx.ModelProto) -> dict[str, Any]:
     """The runner's result line for ``model`` measured with its runtime graph captured."""
     onnx.save(model, str(folder / "m.onnx"))
     job = {
-        "protocol": 3, "runtime": "onnxruntime", "rounds": None,
+        "protocol": PROTOCOL_VERSION, "runtime": "onnxruntime", "rounds": None,
         "stop": {"min_count": 5, "min_time_s": 0.01, "max_time_s": 0.2, "ci_rel": None},
         "runtime_graph": {"runs": 5, "warmup": 2},
         "models": [{"key": "m", "path": "m.onnx", "inputs": [{"shape": [1, 16, 28, 28], "dtype": "float32"}]}],

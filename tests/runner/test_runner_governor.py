@@ -8,8 +8,8 @@ import os
 import signal
 
 import pytest
+from hwlab_runner import PROTOCOL_VERSION, run
 from hwlab_runner import governor as governor_module
-from hwlab_runner import run
 from hwlab_runner.governor import CpuGovernor, GovernorError, set_for_job
 from hwlab_runner.job import parse_job
 from hwlab_runner.signals import exit_on_signals, stop_if_signalled
@@ -118,7 +118,11 @@ def test_no_cpufreq(tmp_path):
 
 
 def job_with(**fields):
-    data = {"protocol": 3, "runtime": "onnxruntime", "models": [{"key": "m", "path": "m.onnx", "inputs": []}]}
+    data = {
+        "protocol": PROTOCOL_VERSION,
+        "runtime": "onnxruntime",
+        "models": [{"key": "m", "path": "m.onnx", "inputs": []}],
+    }
     return parse_job({**data, **fields})
 
 

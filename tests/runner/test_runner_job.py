@@ -6,13 +6,13 @@ import copy
 import json
 
 import pytest
-from hwlab_runner import backends
+from hwlab_runner import PROTOCOL_VERSION, backends
 from hwlab_runner.job import Job, JobError, MeasureSettings, checked, job_to_json, load_job, parse_job
 from hwlab_runner.run import line_writer, run_job
 from hwlab_runner.timing import StopRule
 
 GOOD = {
-    "protocol": 3,
+    "protocol": PROTOCOL_VERSION,
     "runtime": "onnxruntime",
     "models": [{"key": "k", "path": "m.onnx", "inputs": [{"shape": [1, 3], "dtype": "float32"}]}],
 }
@@ -66,7 +66,7 @@ def test_unknown_top_level_and_model_keys_are_ignored():
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("protocol", 1, "job field 'protocol': this runner speaks protocol 3, the job is protocol 1"),
+        ("protocol", 1, f"job field 'protocol': this runner speaks protocol {PROTOCOL_VERSION}, the job is protocol 1"),
         ("protocol", "1", "job field 'protocol': expected a positive integer"),
         ("runtime", "tvm", "'runtime': unknown runtime 'tvm': expected one of litert, onnxruntime, torch"),
         ("threads", 0, "job field 'threads': expected an integer >= 1, got 0"),

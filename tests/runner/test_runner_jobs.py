@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hwlab_runner import PROTOCOL_VERSION
 
 RUNNERS = str(Path(__file__).resolve().parents[2] / "runners")
 SHAPE = [1, 4, 16, 16]
@@ -60,7 +61,7 @@ def affinity() -> list[int]:
 
 
 def start(folder: Path, name: str, job: dict, sysfs: Path | None = None) -> subprocess.Popen:
-    full = {"protocol": 3, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
+    full = {"protocol": PROTOCOL_VERSION, "runtime": "onnxruntime", "models": [MODEL], **FAST, **job}
     (folder / name).write_text(json.dumps(full))
     env = dict(os.environ, PYTHONPATH=RUNNERS, PYTHONFAULTHANDLER="1")
     env.pop("HWLAB_RUNNER_SYSFS_ROOT", None)

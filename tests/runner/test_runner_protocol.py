@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hwlab_runner import PROTOCOL_VERSION
 
 RUNNERS = str(Path(__file__).resolve().parents[2] / "runners")
 
@@ -79,7 +80,7 @@ def run_runner(*args: str, cwd: str) -> subprocess.CompletedProcess:
 
 
 def run_job(folder, runtime: str, model_list: list, **fields) -> tuple:
-    job = {"protocol": 3, "runtime": runtime, "threads": 1, "core_mask": None, "seed": 0, **FAST_RULES}
+    job = {"protocol": PROTOCOL_VERSION, "runtime": runtime, "threads": 1, "core_mask": None, "seed": 0, **FAST_RULES}
     job.update(fields, models=model_list)
     path = folder / f"job-{runtime}.json"
     path.write_text(json.dumps(job))
@@ -92,7 +93,7 @@ def assert_ok(line: dict, key: str, runtime: str) -> None:
     assert line["status"] == "ok", line.get("error")
     assert set(line) >= OK_FIELDS
     assert set(line["summary"]) == SUMMARY_FIELDS
-    assert (line["key"], line["runtime"], line["protocol"], line["threads"]) == (key, runtime, 3, 1)
+    assert (line["key"], line["runtime"], line["protocol"], line["threads"]) == (key, runtime, PROTOCOL_VERSION, 1)
     assert len(line["samples_us"]) == line["summary"]["n"] >= 1
     assert all(round(s, 3) == s for s in line["samples_us"])
     assert line["stop_reason"] in {"ci", "max_time", "max_count", "max_rounds"}
@@ -167,8 +168,8 @@ def test_unappliable_core_mask_fails_every_model(models):
 @pytest.mark.parametrize(
     ("job", "message"),
     [
-        ({"protocol": 3, "runtime": "onnxruntime"}, "job field 'models': missing"),
-        ({"protocol": 3, "runtime": "tvm", "models": []}, "job field 'runtime': unknown runtime 'tvm'"),
+        ({"protocol": PROTOCOL_VERSION, "runtime": "onnxruntime"}, "job field 'models': missing"),
+        ({"protocol": PROTOCOL_VERSION, "runtime": "tvm", "models": []}, "job field 'runtime': unknown runtime 'tvm'"),
         ("{broken", "is not valid JSON"),
     ],
 )
@@ -184,7 +185,7 @@ def test_bad_job_exits_2(tmp_path, job, message):
 def test_version_and_help(tmp_path):
     proc = run_runner("--version", cwd=str(tmp_path))
     assert proc.returncode == 0
-    assert proc.stdout.split()[-1] == "3"
+    assert proc.stdout.split()[-1] == str(PROTOCOL_VERSION)
     help_text = run_runner("--help", cwd=str(tmp_path)).stdout
     assert "run" in help_text and "facts" in help_text
 
@@ -214,7 +215,7 @@ def test_facts_command(tmp_path):
         "memory_total_mib", "memory_available_mib", "runtimes", "affinity",
     ):  # fmt: skip
         assert key in facts, key
-    assert facts["protocol"] == 3
+    assert facts["protocol"] == PROTOCOL_VERSION
     assert set(facts["runtimes"]) == {"onnxruntime", "litert", "torch", "numpy"}
     assert facts["runtimes"]["numpy"]["module"] == "numpy"
     assert facts["runtimes"]["onnxruntime"]["version"]

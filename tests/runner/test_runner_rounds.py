@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hwlab_runner import PROTOCOL_VERSION
 from hwlab_runner.job import JobError, parse_job
 from hwlab_runner.rounds import FLOOR_VISITS, Member, RoundRule, correct, floors, measure_rounds, median_polish
 from simulated_machine import Machine
@@ -169,7 +170,11 @@ def test_rounds_go_on_until_the_quiet_state_has_shown_itself() -> None:
                for k, c in result.corrected.items())  # fmt: skip
 
 
-BASE_JOB = {"protocol": 3, "runtime": "onnxruntime", "models": [{"key": "m", "path": "m.onnx", "inputs": []}]}
+BASE_JOB = {
+    "protocol": PROTOCOL_VERSION,
+    "runtime": "onnxruntime",
+    "models": [{"key": "m", "path": "m.onnx", "inputs": []}],
+}
 
 
 @pytest.mark.parametrize(
@@ -209,7 +214,7 @@ def spec(key: str, name: str, channels: int) -> dict:  # type: ignore[type-arg]
 
 
 def run(folder: Path, job: dict) -> tuple[subprocess.CompletedProcess[str], list[dict]]:  # type: ignore[type-arg]
-    (folder / "job.json").write_text(json.dumps({"protocol": 3, "runtime": "onnxruntime", **job}))
+    (folder / "job.json").write_text(json.dumps({"protocol": PROTOCOL_VERSION, "runtime": "onnxruntime", **job}))
     env = dict(os.environ, PYTHONPATH=RUNNERS)
     proc = subprocess.run([sys.executable, "-m", "hwlab_runner", "run", "job.json"], cwd=str(folder), env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
