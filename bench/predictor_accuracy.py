@@ -37,7 +37,7 @@ HELD_OUT_SHAPES = DEFAULT_SPOS_SHAPES[:2]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spos", type=int, default=100, help="held-out SPOS architectures")
-    parser.add_argument("--per-family", type=int, default=25, help="held-out models per zoo family (4 families)")
+    parser.add_argument("--per-family", type=int, default=25, help="held-out models per zoo family (5 families)")
     parser.add_argument("--spos-models", type=int, default=6, help="SPOS training architectures per fitted space")
     parser.add_argument("--family-models", type=int, default=10, help="training models per family")
     parser.add_argument("--rounds", type=int, default=1, help="adaptive sampling rounds")
@@ -73,13 +73,13 @@ def main() -> None:
     plot = result.plot(folder / "eval.png")
     (folder / "eval.json").write_text(json.dumps({**result.to_json(), "plot": str(plot)}, indent=2))
     print()
-    print(f"{'predictor':<13} {'set':<9} {'models':>6} {'RMSE ms':>9} {'RMSPE':>8} {'±5%':>6} {'±10%':>6}")
+    print(f"{'predictor':<13} {'set':<11} {'models':>6} {'RMSE ms':>9} {'RMSPE':>8} {'±5%':>6} {'±10%':>6}")
+    families = result.family_scores()
     for name, by_set in result.scores().items():
-        for group, s in by_set.items():
-            n = result.sets.count(group)
-            print(
-                f"{name:<13} {group:<9} {n:>6} {s.rmse_ms:>9.3f} {s.rmspe:>8.1%} {s.within_5:>6.0%} {s.within_10:>6.0%}"
-            )
+        for group, s in {**by_set, **{f: v for f, v in families[name].items() if f != "spos"}}.items():
+            n = result.count(group)
+            figures = f"{s.rmse_ms:>9.3f} {s.rmspe:>8.1%} {s.within_5:>6.0%} {s.within_10:>6.0%}"
+            print(f"{name:<13} {group:<11} {n:>6} {figures}")
     print(f"scatter plot: {plot}")
     ranked = spearmanr(result.measured, result.predicted["hwlab"]).statistic
     print(f"hwlab Spearman rank correlation, all held-out models: {ranked:.3f}")

@@ -25,16 +25,18 @@ from hwlab.space.build import random_input
 from hwlab.space.registry import SpaceContext
 from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_model
 
+AT_LEAST_TWO = ("coverage", "reparamnet")  # families whose kernel types may occur once a model
+
 
 def training_models(
     seed: int, spos_count: int, family_count: int, spos_configs: Sequence[SposConfig]
 ) -> list[ZooModel]:
     """Seeded SPOS architectures (``spos_count`` in each space) and models of each zoo family; at least two of
-    the op-coverage family, since a kernel type needs two measured kernels for a regressor and some of its ops
-    occur once a model."""
+    the op-coverage and reparamnet families, since a kernel type needs two measured kernels for a regressor and
+    some of their ops occur once a model (reparamnet's dynamic convs: only they hold a dynconv)."""
     rng = random.Random(seed)
     spos = [spos_model(c, *random_spos_arch(rng, c)) for c in spos_configs for _ in range(spos_count)]
-    counts = {family: max(family_count, 2) if family == "coverage" else family_count for family in FAMILIES}
+    counts = {family: max(family_count, 2) if family in AT_LEAST_TWO else family_count for family in FAMILIES}
     families = [m for family in FAMILIES for m in sample_family(family, counts[family], seed)]
     return spos + families
 

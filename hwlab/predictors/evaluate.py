@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ class Evaluation:
     sets: list[str]  # "spos" or "families"
     measured: np.ndarray
     predicted: dict[str, np.ndarray]
+    families: list[str] = field(default_factory=list)  # per model: "spos" or its zoo family (empty: unknown)
 
     def scores(self) -> dict[str, dict[str, Scores]]:
         out: dict[str, dict[str, Scores]] = {}
@@ -64,12 +65,30 @@ class Evaluation:
             out[name] = {s: Scores.of(values[m], self.measured[m]) for s, m in mask.items() if m.any()}
         return out
 
+    def family_scores(self) -> dict[str, dict[str, Scores]]:
+        """Scores per model family (SPOS and each zoo family): a family the set's average hides, such as one
+        whose kernels the others lack, shows here."""
+        names = list(dict.fromkeys(self.families))
+        mask = {f: np.array([x == f for x in self.families]) for f in names}
+        return {p: {f: Scores.of(v[m], self.measured[m]) for f, m in mask.items()} for p, v in self.predicted.items()}
+
+    def count(self, group: str) -> int:
+        """Models in a set ("spos", "families") or a family."""
+        return self.sets.count(group) if group in ("spos", "families") else self.families.count(group)
+
     def to_json(self) -> dict[str, object]:
         """Scores and every model's numbers, for the predictor's folder (eval.json)."""
         return {
             "scores": {p: {s: v.__dict__ for s, v in by.items()} for p, by in self.scores().items()},
+            "family_scores": {p: {f: v.__dict__ for f, v in by.items()} for p, by in self.family_scores().items()},
             "models": [
-                {"name": n, "set": s, "measured_ms": float(m), **{p: float(v[i]) for p, v in self.predicted.items()}}
+                {
+                    "name": n,
+                    "set": s,
+                    **({"family": self.families[i]} if self.families else {}),
+                    "measured_ms": float(m),
+                    **{p: float(v[i]) for p, v in self.predicted.items()},
+                }
                 for i, (n, s, m) in enumerate(zip(self.names, self.sets, self.measured, strict=True))
             ],
         }
@@ -166,6 +185,7 @@ def evaluate(
         ["spos" if m.family == "spos" else "families" for m in kept],
         np.array([measured[m.name] for m in kept]),
         {"flops-linear": np.array(flops), **({"lut-sum": np.array(lut)} if lut_sum else {}), "hwlab": np.array(ours)},
+        [m.family for m in kept],
     )
 
 

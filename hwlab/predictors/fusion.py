@@ -36,11 +36,12 @@ from hwlab.progress import Progress
 from hwlab.transport import Transport
 
 # (first, second) pairs whose fusion matters for CNNs: conv/dwconv/fc followed by
-# normalisation, activations, residual add, concat, pooling and channel shuffle.
+# normalisation, activations, residual add, concat, pooling and channel shuffle; a conv of computed weights
+# (dynconv) followed by ReLU, which onnxruntime fuses though it leaves that conv out of its blocked layout.
 PAIRS: tuple[tuple[str, str], ...] = (
     *((first, second) for first in ("conv", "dwconv")
       for second in ("bn", "relu", "relu6", "hswish", "add", "concat", "maxpool", "avgpool", "reshape")),
-    ("fc", "relu"), ("fc", "relu6"), ("fc", "hswish"), ("fc", "add"),
+    ("dynconv", "relu"), ("fc", "relu"), ("fc", "relu6"), ("fc", "hswish"), ("fc", "add"),
     ("add", "relu"), ("add", "relu6"), ("bn", "relu"), ("bn", "relu6"),
 )  # fmt: skip
 # (spatial size, channels) of the probes: wide and thin, so that the second op of a pair (an activation on

@@ -1,7 +1,8 @@
 """The numeric features of a fused kernel (see `FEATURES`), from the shapes of its ops.
 
 Batch 1, NCHW float32: every tensor costs 4 bytes an element. Features a kernel has no use for
-(kernel size, stride, groups of a kernel without conv or pooling) are 0.
+(kernel size, stride, groups of a kernel without conv or pooling) are 0. A weight computed in the graph
+(a dynconv's) is not a parameter: its bytes count in bytes_in, since the kernel reads it on every call.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from hwlab.predictors.graph_ops import ELEMENTWISE, Op, config_value
 from hwlab.predictors.kernels import FEATURES
 
 BYTES_PER_ELEMENT = 4
-WINDOWED = ("conv", "dwconv", "convtranspose", "maxpool", "avgpool")
-CONVS = ("conv", "dwconv", "convtranspose")
+WINDOWED = ("conv", "dwconv", "dynconv", "convtranspose", "maxpool", "avgpool")
+CONVS = ("conv", "dwconv", "dynconv", "convtranspose")
 
 ShapeOf = Callable[[str, int], Shape | None]
 
@@ -62,10 +63,11 @@ def _window(view: GraphView, op: Op, shape_of: ShapeOf) -> tuple[list[int], int,
 
 
 def _op_flops(view: GraphView, op: Op, shape_of: ShapeOf) -> int:
-    """2 x MACs for conv/fc, one op per output element when elementwise, kernel area per pooled element."""
+    """2 x MACs for conv/fc, one op per output element when elementwise, kernel area per pooled element. A
+    dynconv's weight shape comes from shape inference (it is a computed tensor, not an initializer)."""
     i = op.nodes[0]
     out = elements(shape_of(op.outputs[0], i)) if op.outputs else 0
-    if op.category in ("conv", "dwconv"):
+    if op.category in ("conv", "dwconv", "dynconv"):
         weight = shape_of(view.nodes[i].input[1], i)
         return 2 * out * math.prod(weight[1:]) if weight is not None else 0
     if op.category == "convtranspose":  # weight (cin, cout / groups, kh, kw): each input element scatters

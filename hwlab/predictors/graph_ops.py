@@ -18,7 +18,10 @@ UNKNOWN_PREFIX = "unknown:"
 
 # ONNX op type -> category. Conditional entries are refined by `classify`.
 CATEGORY_OF_ONNX: dict[str, str] = {
-    "Conv": "conv",  # "dwconv" when group == input channels == output channels; other groups stay "conv"
+    # "dwconv" when group == input channels == output channels; other groups stay "conv". "dynconv" when its
+    # weight is computed in the graph: a runtime cannot pre-pack it (onnxruntime packs it on every call and
+    # leaves it out of its blocked NCHWc layout), so it costs unlike a conv of constant weights.
+    "Conv": "conv",
     "ConvTranspose": "convtranspose",
     "Gemm": "fc",
     "MatMul": "fc",  # with a constant 2-D weight as its second input; of two activations, "matmul"
@@ -142,6 +145,8 @@ def classify(view: GraphView, i: int) -> tuple[str, str]:
     if node.domain not in ONNX_DOMAINS:
         return UNKNOWN_PREFIX + op, f"custom domain '{node.domain}'"
     if op == "Conv":
+        if not view.is_static(node.input[1]):
+            return "dynconv", ""
         weight = view.shape(node.input[1], i)
         group = int(_attr(node, "group", 1))
         # Weight is (cout, cin / group, kh, kw): group == cin == cout means one input channel per group.

@@ -11,6 +11,8 @@ size and stride go to the first conv or pool; a later pool in the same kernel us
 - conv: Conv2d(cin -> cout, kernel, stride, padding kernel // 2, groups, bias). Groups that do not
   divide both channel counts shrink to their gcd; groups == cin == cout would be a dwconv, so 1.
 - dwconv: the same with groups == channels (needs at least 2 channels).
+- dynconv: a conv (groups 1, no bias) whose weight (cout, cin, kernel, kernel) is an extra model input, so
+  the Conv's weight is not an initializer, as in WeightNet or CondConv where the graph computes it.
 - conv/dwconv followed by bn: torch.onnx folds an eval-mode BatchNorm into the conv before it, so
   conv -> bn exports as a single Conv and never yields a `conv+bn` kernel. The conv therefore reads
   its weight as `weight * 1.0`: the exporter's fold only matches a conv whose weight is a parameter,
@@ -63,7 +65,7 @@ from hwlab.zoo.blocks import ZeroPad
 STRUCTURAL = ("h", "w", "cin", "cout", "kernel", "stride", "groups")
 SCALE = (0.75, 1.33)
 SECOND_WINDOW = (3, 2)  # (kernel, stride) of a pool that is not a kernel's first windowed op
-WINDOWED = frozenset({"conv", "dwconv", "maxpool", "avgpool"})
+WINDOWED = frozenset({"conv", "dwconv", "dynconv", "maxpool", "avgpool"})
 TRIES_PER_NEIGHBOUR = 20
 
 Shape = tuple[int, ...]
@@ -186,6 +188,27 @@ def _conv(shape: Shape, spec: _Spec, place: _Place, depthwise: bool) -> _Built |
     return _Built(cls(c, cout, kernel, stride, kernel // 2, groups=groups, bias=not place.before_bn))
 
 
+class _DynamicConv(nn.Module):
+    """A conv of the weight it is given: exported, its weight is a graph input (a dynconv)."""
+
+    def __init__(self, stride: int, padding: int) -> None:
+        super().__init__()
+        self.stride, self.padding = stride, padding
+
+    def extra_repr(self) -> str:  # the export cache tells modules apart by repr
+        return f"stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return functional.conv2d(x, weight, None, self.stride, self.padding)
+
+
+def _dynconv(shape: Shape, spec: _Spec, place: _Place) -> _Built | None:
+    if len(shape) != 4:
+        return None
+    kernel, stride = place.window
+    return _Built(_DynamicConv(stride, kernel // 2), ((spec.cout, shape[1], kernel, kernel),))
+
+
 def _pool(shape: Shape, place: _Place, average: bool) -> _Built | None:
     if len(shape) != 4:
         return None
@@ -256,6 +279,7 @@ Builder = Callable[[Shape, _Spec, _Place], _Built | None]
 BUILDERS: dict[str, Builder] = {
     "conv": lambda shape, spec, place: _conv(shape, spec, place, depthwise=False),
     "dwconv": lambda shape, spec, place: _conv(shape, spec, place, depthwise=True),
+    "dynconv": _dynconv,
     "fc": lambda shape, spec, place: _Built(nn.Linear(shape[1], spec.cout)) if len(shape) == 2 else None,
     "bn": lambda shape, spec, place: _norm(shape),
     "relu": lambda shape, spec, place: _Built(nn.ReLU()),

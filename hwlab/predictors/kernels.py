@@ -16,7 +16,7 @@ CATEGORIES = (
     "conv", "dwconv", "fc", "bn", "relu", "relu6", "hswish", "sigmoid", "swish", "add", "mul", "concat",
     "maxpool", "avgpool", "gap", "reshape", "transpose", "slice", "gather", "split", "flatten", "pad",
     "convtranspose", "matmul", "leakyrelu", "prelu", "tanh", "hsigmoid", "clip", "minmax", "div", "softmax",
-    "reduce", "resize",
+    "reduce", "resize", "dynconv",
 )  # fmt: skip
 
 # The numeric features of every kernel, in the order regressors see them.

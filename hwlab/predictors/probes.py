@@ -2,7 +2,8 @@
 
 Fusion is decided by measuring each op alone and the two together; these are the
 modules measured. Two-input ops (add, concat) take their second operand as an
-extra model input, so nothing but the op itself is timed.
+extra model input, so nothing but the op itself is timed; so does a dynconv its
+weight (a conv whose weight is computed in the graph: here, given at run time).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def category_module(category: str, channels: int) -> nn.Module:
     return table[category]
 
 
-TWO_INPUT = ("add", "concat")
+TWO_INPUT = ("add", "concat", "dynconv")
 
 
 class Probe(nn.Module):
@@ -57,6 +58,8 @@ class Probe(nn.Module):
             return x + extra.pop(0)
         if name == "concat":
             return torch.cat((x, extra.pop(0)), dim=1)
+        if name == "dynconv":
+            return nn.functional.conv2d(x, extra.pop(0), padding=1)
         return module(x) if module is not None else x
 
     def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
@@ -68,8 +71,10 @@ class Probe(nn.Module):
 def probe_inputs(
     first: str | None, second: str | None, size: int, channels: int, flat: bool = False
 ) -> tuple[torch.Tensor, ...]:
-    """Example inputs: the activation (NC when ``flat``, as around fc), plus one operand per two-input op."""
+    """Example inputs: the activation (NC when ``flat``, as around fc), plus one operand per two-input op (the
+    activation's shape; a dynconv's 3x3 weight)."""
     shape = (1, channels) if flat else (1, channels, size, size)
-    count = 1 + sum(name in TWO_INPUT for name in (first, second))
+    shapes = [shape] + [(channels, channels, 3, 3) if name == "dynconv" else shape
+                        for name in (first, second) if name in TWO_INPUT]  # fmt: skip
     generator = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(shape, generator=generator) for _ in range(count))
+    return tuple(torch.randn(s, generator=generator) for s in shapes)

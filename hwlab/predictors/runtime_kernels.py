@@ -14,7 +14,8 @@ Mapping, in two steps:
    fused graph materialises). A fused node whose outputs are all new names (an inlined
    function's inner node, e.g. HardSwish's HardSigmoid) belongs with the node reading them.
 2. Measured graph -> fused graph: the same name, or the layout pass's name for a converted
-   node (its first output's name + ``_nchwc``); a fused node missing from the measured graph
+   node (its first output's name + ``_nchwc``; + ``_bn_nchwc`` for a BatchNormalization it runs as
+   a depthwise 1x1 convolution, as a RepVGG identity branch's); a fused node missing from the measured graph
    was absorbed into the converted node it reads from. Reorder nodes are layout work of no
    model node: their time goes to the node they feed (``ReorderInput``) or drain
    (``ReorderOutput``), the neighbour whose layout needs them.
@@ -35,7 +36,7 @@ from hwlab.predictors.graph_ops import Op
 
 LAYOUT_DOMAIN = "com.microsoft.nchwc"
 LAYOUT_OPS = ("ReorderInput", "ReorderOutput")
-CONVERTED_SUFFIX = "_nchwc"
+CONVERTED_SUFFIXES = ("_nchwc", "_bn_nchwc")
 
 
 @dataclass
@@ -123,7 +124,8 @@ def runtime_split(view: GraphView, graph: dict[str, Any]) -> RuntimeSplit:
     fused_nodes: list[dict[str, Any]] = graph.get("fused_nodes") or []
     measured: list[dict[str, Any]] = graph.get("nodes") or []
     fused = _fused_units(view, fused_nodes)
-    converted = {node["outputs"][0] + CONVERTED_SUFFIX: node["name"] for node in fused_nodes if node["outputs"]}
+    converted = {node["outputs"][0] + suffix: node["name"] for node in fused_nodes if node["outputs"]
+                 for suffix in CONVERTED_SUFFIXES}  # fmt: skip
     units: dict[str, Unit] = {}
     runs_fused: dict[str, str] = {}  # fused node -> the measured node that runs it
     unplaced: list[str] = []

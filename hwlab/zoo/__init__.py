@@ -1,4 +1,4 @@
-"""Whole CNNs for end-to-end latency checks: SPOS architectures and three random families.
+"""Whole CNNs for end-to-end latency checks: SPOS architectures and five random families.
 
 A per-op table predicts a network's latency as the sum of its ops; these models
 are what that prediction is checked against (and what FLOPs baselines are fitted
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         MIN_MACS,
         coverage_like,
         mobilenetv2_like,
+        reparamnet_like,
         resnet_like,
         sample_family,
         vgg_like,
@@ -34,6 +35,7 @@ _HOMES = {
     "MAX_MACS": "families",
     "MIN_MACS": "families",
     "mobilenetv2_like": "families",
+    "reparamnet_like": "families",
     "resnet_like": "families",
     "sample_family": "families",
     "vgg_like": "families",
@@ -54,6 +56,7 @@ __all__ = [
     "coverage_like",
     "mobilenetv2_like",
     "random_spos_arch",
+    "reparamnet_like",
     "resnet_like",
     "sample_family",
     "spos_model",

@@ -19,10 +19,10 @@ from typing import Any
 from torch import nn
 
 from hwlab.errors import SpaceError
-from hwlab.zoo import coverage, mobilenetv2, resnet, vgg
+from hwlab.zoo import coverage, mobilenetv2, reparamnet, resnet, vgg
 from hwlab.zoo.model import ZooModel, seeded_module
 
-FAMILIES: tuple[str, ...] = ("mobilenetv2", "resnet", "vgg", "coverage")
+FAMILIES: tuple[str, ...] = ("mobilenetv2", "resnet", "vgg", "coverage", "reparamnet")
 INPUT_SIZES: tuple[int, ...] = (32, 64, 96, 128, 160, 224)
 MIN_MACS = 5_000_000
 MAX_MACS = 600_000_000
@@ -36,10 +36,13 @@ class _Family:
     config_name: Callable[[dict[str, Any]], str]
     config_macs: Callable[[dict[str, Any]], int]
     build: Callable[[dict[str, Any]], nn.Module]
+    # After the weights are seeded: what must follow them (a conversion to deploy form); None: nothing.
+    finish: Callable[[dict[str, Any], nn.Module], nn.Module] | None = None
 
     @classmethod
     def of(cls, module: ModuleType) -> _Family:
-        return cls(module.sample_config, module.config_name, module.config_macs, module.build)
+        finish = getattr(module, "finish", None)
+        return cls(module.sample_config, module.config_name, module.config_macs, module.build, finish)
 
 
 _REGISTRY: dict[str, _Family] = {
@@ -47,6 +50,7 @@ _REGISTRY: dict[str, _Family] = {
     "resnet": _Family.of(resnet),
     "vgg": _Family.of(vgg),
     "coverage": _Family.of(coverage),
+    "reparamnet": _Family.of(reparamnet),
 }
 
 
@@ -68,8 +72,14 @@ def zoo_model(family: str, config: dict[str, Any]) -> ZooModel:
         input_shape=(1, 3, size, size),
         macs=spec.config_macs(config),
         config=config,
-        factory=functools.partial(seeded_module, name, functools.partial(spec.build, config)),
+        factory=functools.partial(_made, spec, name, config),
     )
+
+
+def _made(spec: _Family, name: str, config: dict[str, Any]) -> nn.Module:
+    """The family's network of `config`, seeded by `name`, finished (eval mode)."""
+    module = seeded_module(name, functools.partial(spec.build, config))
+    return module if spec.finish is None else spec.finish(config, module).eval()
 
 
 def _sample(family: str, rng: random.Random) -> ZooModel:
@@ -100,6 +110,12 @@ def vgg_like(rng: random.Random) -> ZooModel:
 def coverage_like(rng: random.Random) -> ZooModel:
     """A random op-coverage network (every common vision-CNN op) within the MAC range."""
     return _sample("coverage", rng)
+
+
+def reparamnet_like(rng: random.Random) -> ZooModel:
+    """A random plain network of RepVGG/ACNet/conv-BN blocks (ReLU or FReLU) and dynamic-weight convs, in
+    train or deploy form, within the MAC range."""
+    return _sample("reparamnet", rng)
 
 
 def sample_family(family: str, count: int, seed: int) -> list[ZooModel]:

@@ -58,3 +58,15 @@ def test_leaves_mode_and_batchnorm_stats_alone() -> None:
     assert net.training and all(m.training for m in net.modules())
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
     assert int(bn.num_batches_tracked) == before[2]
+
+
+def test_convs_of_computed_weights_count_as_hwlab_space_cost_does() -> None:
+    """A WeightNet or CondConv runs its conv as a function (no Conv2d hook sees it); it counts all the same."""
+    from hwlab.reparam import CondConv, WeightNetConv
+
+    conv = 14 * 14 * 24 * 16 * 9  # the 3x3 conv, 16 -> 24 channels at 14x14
+    weights = 24 * 16 * 9
+    weightnet = count_macs_params(WeightNetConv(16, 24, 3, 1, m=2, g=2), (1, 16, 14, 14))[0]
+    assert weightnet == 16 * 2 * 2 + 2 * weights + conv  # attention FC, grouped FC generating the weight, conv
+    condconv = count_macs_params(CondConv(16, 24, 3, 1, experts=4), (1, 16, 14, 14))[0]
+    assert condconv == 16 * 4 + 4 * weights + conv  # routing FC, mixing the 4 experts, conv

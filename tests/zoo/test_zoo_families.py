@@ -21,6 +21,7 @@ from hwlab.zoo import (
     count_macs_params,
     coverage_like,
     mobilenetv2_like,
+    reparamnet_like,
     resnet_like,
     sample_family,
     vgg_like,
@@ -29,7 +30,8 @@ from hwlab.zoo import (
 from hwlab.zoo.blocks import BasicBlock, InvertedResidual
 from hwlab.zoo.families import INPUT_SIZES
 
-GENERATORS = {"mobilenetv2": mobilenetv2_like, "resnet": resnet_like, "vgg": vgg_like, "coverage": coverage_like}
+GENERATORS = {"mobilenetv2": mobilenetv2_like, "resnet": resnet_like, "vgg": vgg_like, "coverage": coverage_like,
+              "reparamnet": reparamnet_like}  # fmt: skip
 
 
 def _run(module: nn.Module, model: ZooModel) -> torch.Tensor:
