@@ -61,6 +61,30 @@ def standalone_network(record: ArchRecord) -> torch.nn.Module:
     return load_weights(net, Path(weights)) if weights else net
 
 
+def measure_network(
+    net: torch.nn.Module,
+    key: str,
+    fields: dict[str, Any],
+    device: DeviceSpec,
+    backend: str,
+    *,
+    tables_root: Path = Path("tables"),
+    settings: MeasureSettings = MeasureSettings(),
+    measuring: Measuring = Measuring(),
+    progress: Progress | None = None,
+    transport: Transport | None = None,
+) -> dict[str, Any]:
+    """Export ``net`` to the backend's format and measure it on ``device`` into the ``validate`` table; its row."""
+    from hwlab.export import export_module
+
+    inputs = random_input(net.input_shape)
+    item = ModelItem(key, {"op": "model", **fields}, lambda fmt: export_module(net, inputs, fmt, name=key))
+    request = ProfileRequest.of(device, backend, measuring, specs=[item], space="validate", table_name="validate",
+                                tables_root=tables_root, settings=settings)  # fmt: skip
+    report = profile(request, progress, transport=transport)
+    return {**report.table.lookup(key), "table": str(report.table.folder)}
+
+
 def validate(
     arch_file: Path,
     device: DeviceSpec,
@@ -81,21 +105,17 @@ def validate(
 
     record = ArchRecord.load(arch_file)
     net = standalone_network(record)
-    inputs = random_input(net.input_shape)
     key = record.name
-    item = ModelItem(key, {"op": "model", "family": "spos", "macs": record.space.cost(record.arch)[0]},
-                     lambda fmt: export_module(net, inputs, fmt, name=key))  # fmt: skip
-    request = ProfileRequest.of(device, backend, measuring, specs=[item], space="validate", table_name="validate",
-                                tables_root=tables_root, settings=settings)  # fmt: skip
-    report = profile(request, progress, transport=transport)
-    row = report.table.lookup(key)
+    row = measure_network(net, key, {"family": "spos", "macs": record.space.cost(record.arch)[0]}, device, backend,
+                          tables_root=tables_root, settings=settings, measuring=measuring, progress=progress,
+                          transport=transport)  # fmt: skip
     predicted = None
     if (predictor_dir(Path(predictors_root), device.name, backend) / "predictor.json").exists():
-        onnx = export_module(net, inputs, "onnx", name=key).path
+        onnx = export_module(net, random_input(net.input_shape), "onnx", name=key).path
         predicted = Predictor.load(device.name, backend, predictors_root, force=force).predict_onnx(onnx).total_ms
     budget = budget_ms if budget_ms is not None else (record.extra.get("search") or {}).get("latency_budget_ms")
-    result = Validation(device.name, backend, float(row["median_ms"]), predicted, budget, str(report.table.folder),
-                        key, row.get("measured_at"), bool(row.get("emulated")))  # fmt: skip
+    result = Validation(device.name, backend, float(row["median_ms"]), predicted, budget, row["table"], key,
+                        row.get("measured_at"), bool(row.get("emulated")))  # fmt: skip
     record.extra.setdefault("validations", []).append(result.to_json())
     record.save(arch_file)
     return result

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from rich.markup import escape
 
 import hwlab
-from hwlab.cli import devices, farm, predict, profile, qsearch, search, tables
+from hwlab.cli import devices, farm, predict, profile, qsearch, reparam, search, tables
 from hwlab.cli.console import stderr_console
 from hwlab.errors import HwlabError
 
@@ -33,6 +33,7 @@ hwlab measures what a CNN costs on a specific device.
   hwlab validate ARCH.json           measure it on the device: predicted vs measured latency
   hwlab qsearch --latency-ms X       mixed-precision search: per-layer fp32/int8 under a device budget
   hwlab quantize ARCH.json           the deployable int8/fp32 QDQ model of a qsearch result
+  hwlab reparam --net repvgg-a0      re-parameterised blocks to deploy form: checked, exported
   hwlab farm run | report | health   nightly runs over the inventory: health, history, regressions, reports
 """
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.register(sub)
     search.register(sub)
     qsearch.register(sub)
+    reparam.register(sub)
     farm.register(sub)
     return parser
 

@@ -31,6 +31,7 @@ from hwlab.cli.common import (
 )
 from hwlab.cli.console import stderr_console
 from hwlab.cli.profile import PhaseBars, _progress_bar
+from hwlab.errors import InvalidRequest
 from hwlab.inventory import get_device
 
 SEARCH_HELP = """\
@@ -49,6 +50,13 @@ Latency comes from the device's predictor (`hwlab predictors fit`), or with --la
 lookup table of this very space; when the table lacks any op of the space, the error names the exact
 `hwlab profile` command that fills it.
 
+--space repvgg searches a RepVGG-style plain network instead: per stage a depth (1-3) and a width, per
+block a RepVGG block, an ACNet block or a plain 3x3 conv-BN, with ReLU or FReLU. The supernet trains the
+train-form blocks; the budget is checked against the deploy form (every block one 3x3 conv with a bias:
+what the device runs), from the predictor or, with --latency-source table, from `hwlab profile --space
+repvgg`. The winner is re-parameterised, its accuracy checked unchanged after conversion, exported in
+deploy form (deploy.onnx, deploy.tflite) and measured on the device.
+
 Several GPUs: `torchrun --nproc_per_node N $(command -v hwlab) search ...` trains the supernet with
 DistributedDataParallel (each process draws its own path per step); the first process then searches.
 """
@@ -64,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "hwlab search --device local --latency-ms 0.3",
             "hwlab search --device local --latency-ms 0.3 --latency-source table --random",
             "hwlab search --device rk3399 --latency-ms 25 --input-size 224 --width 1.0 --data ./images",
+            "hwlab profile --device local --space repvgg --input-size 32 --num-classes 10 --table repvgg-32-c10",
+            "hwlab search --device local --space repvgg --latency-ms 0.5 --latency-source table",
         ],
     )
     add_device_args(p)
@@ -145,13 +155,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _space_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("space and data")
+    g.add_argument("--space", choices=("spos", "repvgg"), default="spos",
+                   help="SPOS ShuffleNetV2 blocks, or a RepVGG-style plain network priced in deploy form")  # fmt: skip
     g.add_argument("--data", default="digits", help="'digits' (bundled), a .npz with x and y, or an image"
                    " folder (one sub-folder per class)")  # fmt: skip
     g.add_argument("--input-size", type=whole(8, MAX_INPUT_SIZE), default=32, help="input side in pixels")
-    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), default=0.25, help="width multiplier")
-    g.add_argument("--stem-stride", type=int, choices=(1, 2), default=1, help="stem stride")
+    g.add_argument("--width", type=number(0.0, 8.0, low_open=True), help="spos: width multiplier (default 0.25)")
+    g.add_argument("--stem-stride", type=int, choices=(1, 2), help="spos: stem stride (default 1)")
     g.add_argument("--num-classes", type=whole(2, 100_000), help="classifier outputs (default: the data's classes)")
-    g.add_argument("--channel-search", action="store_true", help="also search middle-channel scales 0.2 .. 1.6")
+    g.add_argument("--channel-search", action="store_true", help="spos: also search middle-channel scales 0.2 .. 1.6")
 
 
 def _train_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
@@ -180,7 +192,8 @@ def search_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     backend = single_backend(args)
     data = load_data(args.data, args.input_size, seed=args.seed)
     classes = args.num_classes or data.num_classes
-    space = SearchSpace.of(args.input_size, args.width, classes, args.channel_search, args.stem_stride)
+    width = 0.25 if args.width is None else args.width
+    space = SearchSpace.of(args.input_size, width, classes, args.channel_search, args.stem_stride or 1)
     evolution = EvolutionSettings(args.population, args.iterations, args.parents, args.mutations, args.crossovers,
                                   args.mutation_prob)  # fmt: skip
     plan = SearchPlan(space, str(args.data), _train_settings(args), evolution,
@@ -194,9 +207,81 @@ def search_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return request, data
 
 
+def rep_search_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The library request of ``hwlab search --space repvgg``; options of the SPOS space are refused."""
+    from hwlab.reparam.search import RepSearchRequest
+    from hwlab.reparam.space import RepSpace
+    from hwlab.search.data import load_data
+    from hwlab.search.evolution import EvolutionSettings
+    from hwlab.search.job import ScoreSettings
+
+    spos_only = {"--width": args.width is not None, "--stem-stride": args.stem_stride is not None,
+                 "--channel-search": args.channel_search, "--sampling": args.sampling != "uniform",
+                 "--sharing": args.sharing != "nested", "--max-macs": args.max_macs is not None,
+                 "--max-params": args.max_params is not None}  # fmt: skip
+    given = [name for name, used in spos_only.items() if used]
+    if given:
+        raise InvalidRequest(f"{', '.join(given)} belong to --space spos", hint="leave them out with --space repvgg")
+    data = load_data(args.data, args.input_size, seed=args.seed)
+    space = RepSpace(args.input_size, args.num_classes or data.num_classes)
+    evolution = EvolutionSettings(args.population, args.iterations, args.parents, args.mutations, args.crossovers,
+                                  args.mutation_prob)  # fmt: skip
+    request = RepSearchRequest(
+        get_device(args.device, args.inventory), space, args.latency_ms, single_backend(args), str(args.data),
+        _train_settings(args), evolution, ScoreSettings(recal_batches=args.recal_batches, seed=args.seed),
+        args.latency_source, args.table, "random" if args.random else "evolution", args.search_seed, args.runs_dir,
+        args.tables_dir, args.predictors_dir, args.out, not args.no_validate, measuring(args), measure_settings(args),
+        args.force,
+    )  # fmt: skip
+    return request, data
+
+
+def cmd_rep_search(args: argparse.Namespace) -> int:
+    from hwlab.reparam.search import rep_search
+
+    err = stderr_console()
+    request, data = rep_search_request(args)
+    with _progress_bar(err) as bar:
+        outcome = rep_search(request, data=data, say=lambda text: err.print(escape(text)),
+                             progress_for=lambda phase: PhaseBars(bar, phase))  # fmt: skip
+    summary = outcome.to_json()
+    if args.json:
+        print_json(summary)
+    else:
+        _print_rep_search(Console(), summary, args.latency_ms)
+    return 0
+
+
+def _print_rep_search(console: Console, summary: dict[str, Any], budget: float) -> None:
+    s, best, d = summary["search"], summary["search"]["best"], summary["deployed"]
+    view = Table(title=f"repvgg {s['method']} search, budget {budget:g} ms (deploy form)", show_header=False)
+    view.add_column(style="bold")
+    view.add_column()
+    view.add_row("evaluated", f"{s['evaluated']} candidates, {s['rejected']} rejected by the budget")
+    blocks = " | ".join(f"{w}: " + " ".join(f"{k}/{a}" for k, a in stage)
+                        for w, stage in zip(best["widths"], best["blocks"], strict=True))  # fmt: skip
+    view.add_row("best", escape(blocks))
+    view.add_row("predicted latency", f"{best['latency_ms']:.3f} ms (deploy form)")
+    eq = d["equivalence"]
+    view.add_row("conversion", f"{d['blocks_converted']} blocks, max abs error {eq['max_abs']:.2e},"
+                 f" relative {eq['max_rel']:.2e} (tolerance {eq['tolerance']:g})")  # fmt: skip
+    view.add_row("accuracy", f"{d['train_accuracy']:.2%} train form, {d['deploy_accuracy']:.2%} deploy form"
+                 f" ({d['agreement']:.2%} of predictions agree)")  # fmt: skip
+    v = summary["validation"]
+    if v:
+        held = "[green]within budget[/]" if v["within_budget"] else "[red]over budget[/]"
+        view.add_row("measured latency", f"{v['measured_ms']:.3f} ms on {v['device']}/{v['backend']},"
+                     f" prediction error {v['error']:+.1%}, {held}")  # fmt: skip
+    for name, path in {**summary["files"], **d["files"]}.items():
+        view.add_row(name, escape(path))
+    console.print(view)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from hwlab.search.job import search
 
+    if args.space == "repvgg":
+        return cmd_rep_search(args)
     err = stderr_console()
     request, data = search_request(args)
     with _progress_bar(err) as bar:

@@ -5,6 +5,10 @@ SPOS's search with its published defaults: a population of 50, 20 iterations; ea
 from one of two parents), filling up with random candidates. A candidate that breaks a constraint (predicted
 latency, FLOPs, parameters) is rejected before it costs an evaluation, and no architecture is scored twice.
 Random search draws uniform candidates under the same constraints until it has scored as many.
+
+The search runs on any space that samples, mutates, crosses over and costs its architectures (``Space``):
+SPOS's (``hwlab.search.space``) and the re-parameterised plain networks of ``--space repvgg``
+(``hwlab.reparam.space``); an architecture's identity is its ``to_json()``.
 """
 
 from __future__ import annotations
@@ -14,13 +18,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from hwlab.errors import BudgetUnmet
 from hwlab.progress import Progress
 from hwlab.search.latency import LatencySource
-from hwlab.search.space import Arch, SearchSpace, arch_key
-from hwlab.space import SPOS_CHOICES
+from hwlab.search.space import Arch, arch_key
+
+
+class Space(Protocol):
+    """What the searches need of a space: draw, vary and cost its architectures."""
+
+    def sample(self, rng: random.Random) -> Any: ...
+    def mutate(self, arch: Any, rng: random.Random, prob: float) -> Any: ...
+    def crossover(self, a: Any, b: Any, rng: random.Random) -> Any: ...
+    def cost(self, arch: Any) -> tuple[int, int]: ...
+
 
 Score = Callable[[Arch], float]  # accuracy of a candidate (higher is better)
 RANDOM_MAX_DRAWS = 1_000_000  # rejection-sampling attempts of the random baseline before giving up
@@ -97,7 +110,7 @@ class SearchResult:
 class _Search:
     """What both searches share: the constraint gate, the score cache and the bookkeeping."""
 
-    def __init__(self, space: SearchSpace, latency: LatencySource, constraints: Constraints, score: Score) -> None:
+    def __init__(self, space: Space, latency: LatencySource, constraints: Constraints, score: Score) -> None:
         self.space, self.latency, self.constraints, self.score = space, latency, constraints, score
         self.scored: dict[str, Candidate] = {}
         self.rejected = self.latency_calls = 0
@@ -148,29 +161,13 @@ class _Search:
                             time.perf_counter() - self.started, history)  # fmt: skip
 
 
-def mutate(arch: Arch, space: SearchSpace, rng: random.Random, prob: float) -> Arch:
-    """Each gene (a layer's choice, and its scale with channel search) redrawn with probability ``prob``."""
-    choices = [rng.randrange(len(SPOS_CHOICES)) if rng.random() < prob else c for c in arch.choices]
-    scales = [rng.choice(space.scales) if rng.random() < prob else s for s in arch.scales]
-    return Arch(tuple(choices), tuple(scales))
+def _mutant(parents: list[Arch], space: Space, rng: random.Random, prob: float) -> Arch:
+    return space.mutate(rng.choice(parents), rng, prob)
 
 
-def crossover(a: Arch, b: Arch, rng: random.Random) -> Arch:
-    """Each layer's genes from one parent or the other, evenly."""
-    picks = [rng.random() < 0.5 for _ in a.choices]
-    return Arch(
-        tuple(x if p else y for p, x, y in zip(picks, a.choices, b.choices, strict=True)),
-        tuple(x if p else y for p, x, y in zip(picks, a.scales, b.scales, strict=True)),
-    )
-
-
-def _mutant(parents: list[Arch], space: SearchSpace, rng: random.Random, prob: float) -> Arch:
-    return mutate(rng.choice(parents), space, rng, prob)
-
-
-def _child(parents: list[Arch], rng: random.Random) -> Arch:
+def _child(parents: list[Arch], space: Space, rng: random.Random) -> Arch:
     a, b = rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
-    return crossover(a, b, rng)
+    return space.crossover(a, b, rng)
 
 
 def _draw(search: _Search, make: Callable[[], Arch], wanted: int, max_draws: int) -> list[Candidate]:
@@ -186,7 +183,7 @@ def _draw(search: _Search, make: Callable[[], Arch], wanted: int, max_draws: int
 
 
 def evolution_search(
-    space: SearchSpace,
+    space: Space,
     latency: LatencySource,
     score: Score,
     constraints: Constraints = Constraints(),
@@ -214,14 +211,14 @@ def evolution_search(
         arches = [p.arch for p in parents]
         mutants = _draw(search, partial(_mutant, arches, space, rng, s.mutation_prob), s.mutations, s.max_draws)
         taken = {arch_key(m.arch) for m in mutants}
-        population = mutants + [c for c in _draw(search, partial(_child, arches, rng), s.crossovers, s.max_draws)
+        population = mutants + [c for c in _draw(search, partial(_child, arches, space, rng), s.crossovers, s.max_draws)
                                 if arch_key(c.arch) not in taken]  # fmt: skip
         population += _draw(search, lambda: space.sample(rng), s.population - len(population), s.max_draws)
     return search.result("evolution", history)
 
 
 def check_reachable(
-    space: SearchSpace, latency: LatencySource, constraints: Constraints, seed: int = 0, max_draws: int = 100_000
+    space: Space, latency: LatencySource, constraints: Constraints, seed: int = 0, max_draws: int = 100_000
 ) -> Candidate:
     """The first random candidate that meets the constraints, drawn as a search's first population is;
     :class:`BudgetUnmet` naming the fastest one drawn when none does. Cheap: run it before training."""
@@ -234,7 +231,7 @@ def check_reachable(
 
 
 def random_search(
-    space: SearchSpace,
+    space: Space,
     latency: LatencySource,
     score: Score,
     evaluations: int,

@@ -99,6 +99,20 @@ class SearchSpace:
             tuple(rng.choice(self.scales) for _ in range(SPOS_NUM_LAYERS)),
         )
 
+    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
+        """Each gene (a layer's choice, and its scale with channel search) redrawn with probability ``prob``."""
+        choices = [rng.randrange(len(SPOS_CHOICES)) if rng.random() < prob else c for c in arch.choices]
+        scales = [rng.choice(self.scales) if rng.random() < prob else s for s in arch.scales]
+        return Arch(tuple(choices), tuple(scales))
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Each layer's genes from one parent or the other, evenly."""
+        picks = [rng.random() < 0.5 for _ in a.choices]
+        return Arch(
+            tuple(x if p else y for p, x, y in zip(picks, a.choices, b.choices, strict=True)),
+            tuple(x if p else y for p, x, y in zip(picks, a.scales, b.scales, strict=True)),
+        )
+
     def check(self, arch: Arch) -> Arch:
         """The architecture, if every scale belongs to this space; else a SpaceError naming the layer."""
         spos_arch_ops(self.config, arch.choices, arch.scales)

@@ -50,13 +50,19 @@ class SlimBatchNorm(nn.Module):
         self.running_var.fill_(1.0)
         self.num_batches_tracked.zero_()
 
+    def affine(self, channels: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Scale and shift of the first ``channels`` (none here; ``hwlab.reparam.supernet`` adds them)."""
+        return None, None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         factor = 0.0
         if self.training:
             self.num_batches_tracked += 1
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], None, None, self.training, factor, self.eps)
+        weight, bias = self.affine(c)
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], weight, bias, self.training, factor,
+                            self.eps)  # fmt: skip
 
 
 class SlimConv(nn.Module):

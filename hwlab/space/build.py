@@ -38,6 +38,29 @@ def _conv(s: OpSpec) -> nn.Module:
     return nn.Conv2d(s.cin, s.cout, s.kernel, s.stride, s.kernel // 2, groups=s.groups, bias=True)
 
 
+def _deploy(train: nn.Module) -> nn.Module:
+    """The deploy form of a re-parameterisable block, converted from a train form with random BN statistics."""
+    from hwlab.reparam import reparam
+
+    _randomise_batchnorm(train)
+    return reparam(train)
+
+
+def _reparam_builders() -> dict[str, Callable[[OpSpec], nn.Module]]:
+    from hwlab.reparam import ACBlock, CondConv, ConvBNBlock, FReLU, RepVGGBlock, SEConv, WeightNetConv
+
+    return {
+        "repvgg_block": lambda s: RepVGGBlock(s.cin, s.cout, s.stride, act=s.act),
+        "acnet_block": lambda s: ACBlock(s.cin, s.cout, s.kernel, s.stride, act=s.act),
+        "conv_act": lambda s: _deploy(ConvBNBlock(s.cin, s.cout, s.kernel, s.stride, act=s.act)),
+        "frelu_train": lambda s: FReLU(s.cin),
+        "frelu": lambda s: _deploy(FReLU(s.cin)),
+        "weightnet": lambda s: WeightNetConv(s.cin, s.cout, s.kernel, s.stride, m=s.mid, g=s.groups),
+        "se_conv": lambda s: SEConv(s.cin, s.cout, s.kernel, s.stride),
+        "condconv": lambda s: CondConv(s.cin, s.cout, s.kernel, s.stride, experts=s.mid),
+    }
+
+
 BUILDERS: dict[str, Callable[[OpSpec], nn.Module]] = {
     "conv": _conv,
     "dwconv": _conv,
@@ -86,7 +109,8 @@ def seeded_rng(seed: int) -> Iterator[None]:
 def build_module(spec: OpSpec) -> nn.Module:
     """A module that computes `spec` on `spec.input_shapes()`, in eval mode, seeded by its key."""
     with seeded_rng(seed_of(spec.key)):
-        module = BUILDERS[spec.op](spec)
+        builder = BUILDERS.get(spec.op) or _reparam_builders()[spec.op]
+        module = builder(spec)
         _randomise_batchnorm(module)
     return module.eval()
 

@@ -74,6 +74,47 @@ def _spos_xception(spec: OpSpec) -> tuple[int, int]:
     return macs + proj_macs, params + proj_params
 
 
+def _act(spec: OpSpec, out_hw: int, deployed: bool = False) -> tuple[int, int]:
+    """FReLU's depthwise 3x3 (train form: + BN; deploy form: + bias); other activations cost nothing."""
+    if spec.act != "frelu":
+        return 0, 0
+    c = spec.cout
+    return _conv(out_hw, c, c, 3, c), 9 * c + (c if deployed else 2 * c)
+
+
+def _reparam_block(spec: OpSpec, out_hw: int) -> tuple[int, int]:
+    """The blocks of hwlab/reparam: every branch's conv (train forms) or the one deployed conv."""
+    cin, cout, k = spec.cin, spec.cout, spec.kernel
+    act_macs, act_params = _act(spec, out_hw, deployed=spec.op == "conv_act")
+    if spec.op == "repvgg_block":
+        identity = 2 * cin if cin == cout and spec.stride == 1 else 0
+        macs = _conv(out_hw, cin, cout, 3) + _conv(out_hw, cin, cout, 1)
+        return macs + act_macs, _conv_params(cin, cout, 3) + _conv_params(
+            cin, cout, 1
+        ) + 4 * cout + identity + act_params
+    if spec.op == "acnet_block":
+        macs = out_hw * cin * cout * (k * k + 2 * k)
+        return macs + act_macs, cin * cout * (k * k + 2 * k) + 6 * cout + act_params
+    if spec.op == "conv_act":
+        return _conv(out_hw, cin, cout, k) + act_macs, _conv_params(cin, cout, k, bias=True) + act_params
+    hw = spec.input_h * spec.input_w
+    if spec.op in ("frelu_train", "frelu"):
+        params = 9 * cin + (2 * cin if spec.op == "frelu_train" else cin)
+        return _conv(hw, cin, cin, 3, cin), params
+    weights = cout * cin * k * k
+    if spec.op == "weightnet":
+        m, g = spec.mid, spec.groups
+        return cin * m * g + m * weights + _conv(out_hw, cin, cout, k), cin * m * g + m * g + m * weights
+    if spec.op == "se_conv":
+        return cin * cout + _conv(out_hw, cin, cout, k), weights + cin * cout + cout
+    # condconv: routing, mixing the experts' kernels, the conv
+    e = spec.mid
+    return cin * e + e * weights + _conv(out_hw, cin, cout, k), cin * e + e + e * weights
+
+
+REPARAM_OPS = ("repvgg_block", "acnet_block", "conv_act", "frelu_train", "frelu", "weightnet", "se_conv", "condconv")
+
+
 def _counts(spec: OpSpec) -> tuple[int, int]:
     op, cin, cout = spec.op, spec.cin, spec.cout
     out_hw = spec.output_h * spec.output_w
@@ -92,6 +133,8 @@ def _counts(spec: OpSpec) -> tuple[int, int]:
         return _spos_shufflenet(spec)
     if op == "spos_xception":
         return _spos_xception(spec)
+    if op in REPARAM_OPS:
+        return _reparam_block(spec, out_hw)
     return 0, 0
 
 

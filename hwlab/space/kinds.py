@@ -17,6 +17,8 @@ ChannelRule = Literal["free", "same", "double"]
 SpatialRule = Literal["window", "global", "keep", "flat"]
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "hswish", "sigmoid", "swish")
+# What a re-parameterised block may end with (hwlab/reparam/blocks.py): FReLU has weights of its own.
+BLOCK_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "hswish", "frelu", "none")
 OPTIONAL_FIELDS: tuple[str, ...] = ("kernel", "stride", "groups", "mid", "act")
 # An op's numeric precision (hwlab/quant/precision.py says which a runtime can execute and what each costs).
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int4", "int2")
@@ -32,6 +34,7 @@ class OpKind:
     spatial: "window" (same padding, out = ceil(in / stride)), "global" (-> 1x1),
         "keep" (out = in), "flat" (a 1x1 input to a 1x1 output, e.g. Linear).
     kernels / strides: allowed values; None means any odd kernel / any stride >= 1.
+    acts: the activations ``act`` may name.
     """
 
     name: str
@@ -43,6 +46,7 @@ class OpKind:
     kernels: tuple[int, ...] | None = None
     strides: tuple[int, ...] | None = None
     num_inputs: int = 1
+    acts: tuple[str, ...] = ACTIVATIONS
 
     def uses(self, name: str) -> bool:
         """Whether the optional field `name` means something for this op."""
@@ -114,6 +118,49 @@ OP_KINDS: MappingProxyType[str, OpKind] = MappingProxyType(
                 spatial="window",
             ),
             OpKind("spos_last", "SPOS last 1x1 conv + BN + ReLU", implied=(("kernel", 1),), spatial="window"),
+            # The blocks of hwlab/reparam: a train form and the deploy form it converts to.
+            OpKind(
+                "repvgg_block",
+                "RepVGG block, train form: 3x3 + 1x1 conv-BN (+ identity BN when shapes allow), then act",
+                ("stride", "act"),
+                implied=(("kernel", 3),),
+                spatial="window",
+                acts=BLOCK_ACTIVATIONS,
+            ),
+            OpKind(
+                "acnet_block",
+                "ACNet block, train form: kxk + 1xk + kx1 conv-BN, then act",
+                ("kernel", "stride", "act"),
+                spatial="window",
+                acts=BLOCK_ACTIVATIONS,
+            ),
+            OpKind(
+                "conv_act",
+                "kxk conv with bias, then act: the deploy form of RepVGG, ACNet and conv-BN blocks",
+                ("kernel", "stride", "act"),
+                spatial="window",
+                acts=BLOCK_ACTIVATIONS,
+            ),
+            OpKind("frelu_train", "FReLU, train form: max(x, BN(DWConv3x3(x)))", channels="same"),
+            OpKind("frelu", "FReLU, deploy form: max(x, DWConv3x3(x) + b)", channels="same"),
+            OpKind(
+                "weightnet",
+                "WeightNet conv: weights from GAP -> FC(M*G) -> sigmoid -> grouped FC (G groups)",
+                ("kernel", "stride", "groups", "mid"),
+                spatial="window",
+            ),
+            OpKind(
+                "se_conv",
+                "kxk conv scaled per output channel by sigmoid(FC(GAP(x)))",
+                ("kernel", "stride"),
+                spatial="window",
+            ),  # fmt: skip
+            OpKind(
+                "condconv",
+                "CondConv: kxk conv mixing M expert kernels by sigmoid routing",
+                ("kernel", "stride", "mid"),
+                spatial="window",
+            ),  # fmt: skip
         )
     }
 )

@@ -19,7 +19,7 @@ from typing import Any
 
 from hwlab.errors import SpaceError
 from hwlab.space import cost
-from hwlab.space.kinds import ACTIVATIONS, OP_KINDS, OPTIONAL_FIELDS, PRECISIONS, OpKind
+from hwlab.space.kinds import OP_KINDS, OPTIONAL_FIELDS, PRECISIONS, OpKind
 
 _DEFAULTS: dict[str, int | str] = {"kernel": 0, "stride": 1, "groups": 1, "mid": 0, "act": ""}
 _PLACEHOLDERS = {"kernel": "K", "stride": "S", "groups": "G", "mid": "M", "act": "NAME"}
@@ -102,8 +102,8 @@ class OpSpec:
             raise self._error(f"stride={self.stride} is not allowed", f"use stride {choices}")
         if "mid" in used and self.mid < 1:
             raise self._error(f"mid={self.mid} must be >= 1", "give the block's middle channel count")
-        if "act" in used and self.act not in ACTIVATIONS:
-            raise self._error(f"unknown activation act={self.act!r}", f"use one of: {', '.join(ACTIVATIONS)}")
+        if "act" in used and self.act not in kind.acts:
+            raise self._error(f"unknown activation act={self.act!r}", f"use one of: {', '.join(kind.acts)}")
         if "groups" in used:
             self._check_groups()
 
@@ -114,6 +114,10 @@ class OpSpec:
                     f"groups={self.groups} must be >= 2 and divide cin={self.cin}",
                     "ShuffleNetV2 uses groups=2",
                 )
+        elif self.op == "weightnet":
+            if self.groups < 1 or self.cout % self.groups:
+                raise self._error(f"groups={self.groups} must divide cout={self.cout}",
+                                  "WeightNet's G spans 1 (CondConv) to cout (SE)")  # fmt: skip
         elif self.groups < 1 or self.cin % self.groups or self.cout % self.groups:
             raise self._error(
                 f"groups={self.groups} must divide cin={self.cin} and cout={self.cout}",

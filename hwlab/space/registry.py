@@ -49,6 +49,14 @@ SPACES: dict[str, SpaceEntry] = {
         "hwlab.space.generic:generic_space",
         "seeded sample of conv/dwconv/pwconv/fc/pool/add/concat/act ops at mobile-CNN shapes",
     ),
+    "blocks": SpaceEntry(
+        "hwlab.space.blocks:blocks_space",
+        "RepVGG/ACNet blocks in train and deploy form, FReLU vs ReLU/ReLU6/h-swish, WeightNet vs conv/SE/CondConv",
+    ),
+    "repvgg": SpaceEntry(
+        "hwlab.reparam.space:repvgg_space",
+        "the deploy ops (3x3 conv + ReLU/FReLU, pooling, classifier) of `hwlab search --space repvgg`",
+    ),
     "kernels": SpaceEntry(
         "hwlab.predictors.dataset:kernel_space",
         "the distinct fused kernels of seeded training models, under the device's measured fusion rules",

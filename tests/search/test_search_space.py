@@ -11,7 +11,6 @@ import pytest
 from scipy.stats import chisquare
 
 from hwlab.errors import HwlabError, SpaceError
-from hwlab.search.evolution import crossover, mutate
 from hwlab.search.record import ArchRecord
 from hwlab.search.sampling import LatencyBinSampler
 from hwlab.search.space import Arch, SearchSpace
@@ -38,10 +37,10 @@ def test_mutation_and_crossover_stay_in_the_space() -> None:
     a, b = SPACE.sample(rng), SPACE.sample(rng)
     changed = []
     for _ in range(500):
-        m = mutate(a, SPACE, rng, 0.1)
+        m = SPACE.mutate(a, rng, 0.1)
         SPACE.check(m)
         changed.append(sum(x != y for x, y in zip(m.choices, a.choices, strict=True)))
-        c = crossover(a, b, rng)
+        c = SPACE.crossover(a, b, rng)
         SPACE.check(c)
         for i in range(SPOS_NUM_LAYERS):  # each layer's genes come together from one parent
             assert (c.choices[i], c.scales[i]) in ((a.choices[i], a.scales[i]), (b.choices[i], b.scales[i]))
@@ -54,7 +53,7 @@ def test_mutation_without_channel_search_keeps_scales_at_one() -> None:
     rng = random.Random(2)
     arch = space.sample(rng)
     for _ in range(50):
-        arch = mutate(arch, space, rng, 0.5)
+        arch = space.mutate(arch, rng, 0.5)
         assert set(arch.scales) == {1.0}
 
 
