@@ -13,7 +13,7 @@ It prints the train/deploy latency ratio per block and per network, FReLU's and 
 latency overhead beside their share of added multiply-accumulates, and each conversion's error (max abs
 and relative output difference, deploy vs train form, on seeded random inputs).
 
-    .venv/bin/python bench/reparam_speed.py [--backends onnxruntime,litert] [--input-size 224]
+    .venv/bin/python bench/reparam_speed.py [--device local] [--backends onnxruntime,litert] [--input-size 224]
         [--max-time 8] [--tables-dir bench-out/tables] [--json FILE]
 
 Run it alone on the machine: any other load shifts the figures.
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from hwlab.inventory import LOCAL_DEFAULT
+from hwlab.inventory import DeviceSpec, get_device
 from hwlab.measure.settings import stopping
 from hwlab.profile import ModelItem, ProfileRequest, profile
 from hwlab.reparam import check_equivalence, reparam
@@ -100,22 +100,33 @@ def deploy_of(op: OpSpec) -> str:
     return OpSpec("conv_act", op.input_h, op.input_w, op.cin, op.cout, kernel=kernel, stride=op.stride, act=op.act).key
 
 
-def measure(backend: str, size: int, max_time: float, tables: Path, nets: dict[str, Any]) -> dict[str, dict]:  # type: ignore[type-arg]
+def measure(
+    device: DeviceSpec, backend: str, size: int, max_time: float, tables: Path, nets: dict[str, Any]
+) -> dict[str, dict]:  # type: ignore[type-arg]
     items: list[Any] = list(blocks_space(size))
     for name, (module, count) in nets.items():
         items.append(ModelItem.of_module(name, module, random_input((1, 3, size, size)),
                                          {"op": "model", "family": "reparam", "macs": count}))  # fmt: skip
-    request = ProfileRequest(device=LOCAL_DEFAULT, backend=backend, specs=items, space="reparam-speed",
+    request = ProfileRequest(device=device, backend=backend, specs=items, space="reparam-speed",
                              table_name=f"reparam-speed-{size}", tables_root=tables,
                              settings=stopping(max_time_s=max_time))  # fmt: skip
     report = profile(request)
     return {r["key"]: r for r in report.table if r.get("status") == "ok"}
 
 
-def report(backend: str, rows: dict[str, dict], nets: dict[str, Any], size: int) -> dict[str, Any]:  # type: ignore[type-arg]
+def report(device: str, backend: str, rows: dict[str, dict], nets: dict[str, Any], size: int) -> dict[str, Any]:  # type: ignore[type-arg]
     ms = {k: float(r["median_ms"]) for k, r in rows.items()}
-    out: dict[str, Any] = {"backend": backend, "blocks": [], "networks": {}, "frelu": [], "weightnet": []}
-    print(f"\n== {backend}, 1 thread, input {size}x{size}: train form / deploy form (drift-corrected medians)")
+    out: dict[str, Any] = {
+        "device": device,
+        "backend": backend,
+        "blocks": [],
+        "networks": {},
+        "frelu": [],
+        "weightnet": [],
+    }
+    threads = next(iter(rows.values()), {}).get("threads")
+    print(f"\n== {device}/{backend}, {threads} thread(s), input {size}x{size}")
+    print("train form / deploy form (drift-corrected medians, measured interleaved in one job)")
     print(f"{'block':<72} {'train ms':>9} {'deploy ms':>9} {'ratio':>6}")
     for op in blocks_space(size):
         if op.op in FORMS and op.key in ms and deploy_of(op) in ms:
@@ -155,6 +166,8 @@ def report(backend: str, rows: dict[str, dict], nets: dict[str, Any], size: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="local", help="a device of the inventory")
+    parser.add_argument("--inventory", help="inventory folder (default: $HWLAB_DEVICES, else ./devices)")
     parser.add_argument("--backends", default="onnxruntime,litert")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--max-time", type=float, default=8.0, help="seconds of measuring per model at most")
@@ -162,12 +175,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     size = args.input_size
+    device = get_device(args.device, args.inventory)
     nets = networks(size)
     errors = conversion_errors(size, nets)
     print("conversion error, deploy vs train form (seeded random inputs, random BN statistics):")
     for name, e in errors.items():
         print(f"  {name:<72} max abs {e['max_abs']:.2e}  relative {e['max_rel']:.2e}")
-    results = [report(b, measure(b, size, args.max_time, args.tables_dir, nets), nets, size)
+    results = [report(device.name, b, measure(device, b, size, args.max_time, args.tables_dir, nets), nets, size)
                for b in args.backends.split(",")]  # fmt: skip
     if args.json:
         args.json.write_text(
