@@ -36,6 +36,7 @@ from hwlab.reparam.nets import acnet_resnet18, randomise_bn, repvgg_a0
 from hwlab.space import OpSpec
 from hwlab.space.blocks import blocks_space
 from hwlab.space.build import random_input
+from hwlab.zoo.count import count_macs_params
 
 FORMS = {"repvgg_block": "conv_act", "acnet_block": "conv_act", "frelu_train": "frelu"}
 
@@ -56,25 +57,7 @@ def networks(size: int) -> dict[str, tuple[torch.nn.Module, int]]:
 
 
 def macs(module: torch.nn.Module, size: int) -> int:
-    """Multiply-accumulates of every Conv2d and Linear, counted on one forward pass."""
-    total = 0
-
-    def count(m: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, torch.nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += output.numel() * k
-        elif isinstance(m, torch.nn.Linear):
-            total += m.in_features * m.out_features
-
-    hooks = [
-        m.register_forward_hook(count) for m in module.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
-    ]
-    with torch.no_grad():
-        module(torch.zeros(1, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    return total
+    return count_macs_params(module, (1, 3, size, size))[0]
 
 
 def conversion_errors(size: int, nets: dict[str, tuple[torch.nn.Module, int]]) -> dict[str, dict[str, float]]:

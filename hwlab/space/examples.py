@@ -24,4 +24,12 @@ def example_specs() -> list[OpSpec]:
         OpSpec("spos_xception", 15, 15, 16, 48, stride=2, mid=24),
         OpSpec("spos_stem", 32, 32, 3, 16, stride=2),
         OpSpec("spos_last", 7, 7, 64, 128),
+        OpSpec("repvgg_block", 15, 15, 8, 16, stride=2, act="relu"),
+        OpSpec("acnet_block", 14, 14, 16, 16, kernel=3, stride=1, act="frelu"),
+        OpSpec("conv_act", 15, 15, 8, 16, kernel=3, stride=2, act="frelu"),
+        OpSpec("frelu_train", 14, 14, 16, 16),
+        OpSpec("frelu", 14, 14, 16, 16),
+        OpSpec("weightnet", 14, 14, 16, 16, kernel=3, stride=1, groups=2, mid=2),
+        OpSpec("se_conv", 15, 15, 8, 16, kernel=3, stride=2),
+        OpSpec("condconv", 14, 14, 16, 16, kernel=3, stride=1, mid=4),
     ]

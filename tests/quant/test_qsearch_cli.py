@@ -68,6 +68,7 @@ def test_qsearch_deploys_every_pick_and_quantize_rebuilds_the_winner(capsys, tmp
     assert not (fresh / "qsupernets").exists()
 
 
+@pytest.mark.slow  # a second 40 s search end to end, under a BitOps budget; run with -m slow
 def test_a_bitops_search_offers_the_low_widths_and_labels_them(capsys, tmp_path):
     rc = main(["qsearch", "--bitops", "5", *TINY, "--no-validate", "--runs-dir", str(tmp_path / "runs"),
                "--out", str(tmp_path / "out"), "--json"])  # fmt: skip

@@ -123,6 +123,7 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path: Path) -> None:
         load_data(tmp_path, size=8)
 
 
+@pytest.mark.slow  # 40 s of training (bench/supernet_sharing.py measures it at length); run with -m slow
 def test_uniform_path_training_learns_the_digits(digits) -> None:  # type: ignore[no-untyped-def]
     """The point of the supernet: paths never trained as such score well above chance (10%)."""
     with seeded_rng(0):

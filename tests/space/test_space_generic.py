@@ -51,7 +51,7 @@ def test_bad_count() -> None:
 
 
 def test_registry() -> None:
-    assert set(describe_spaces()) == {"spos", "generic", "kernels"}
+    assert set(describe_spaces()) == {"spos", "generic", "blocks", "repvgg", "kernels"}
     assert all(describe_spaces().values())
     assert len(get_space("spos", input_size=32)) == 36
     assert get_space("generic", count=5, seed=1) == generic_space(5, seed=1)
