@@ -15,7 +15,7 @@ from onnx_graphs import make
 from test_runtime_kernels import capture
 from torch import nn
 
-from hwlab.errors import UnknownKernelError
+from hwlab.errors import PredictorError, UnknownKernelError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.measure.settings import stopping
@@ -181,7 +181,9 @@ def _predictor(folder: Path, kernel_types: set[str]) -> Predictor:
     y = 1e-8 * X[:, FEATURES.index("flops")] + 0.01
     rf = {"name": "rf-10", "family": "random_forest", "n_estimators": 10, "max_depth": None, "min_samples_leaf": 1}
     fitted = fit_kernel_regressor(X, y, candidates=(rf,))
-    save_predictor(folder, dict.fromkeys(sorted(kernel_types), fitted), ORT, {"device": "local"})
+    save_predictor(
+        folder, dict.fromkeys(sorted(kernel_types), fitted), ORT, {"device": "local", "backend": "onnxruntime"}
+    )
     return Predictor(load_predictor(folder))
 
 
@@ -223,3 +225,32 @@ def test_the_evaluation_scores_every_family_apart() -> None:
     assert report["family_scores"]["hwlab"]["reparamnet"]["rmspe"] == pytest.approx(0.05)  # type: ignore[index]
     assert [m["family"] for m in report["models"]] == result.families  # type: ignore[union-attr]
     assert set(result.scores()["hwlab"]) == {"spos", "families"}  # the two sets the CLI prints, unchanged
+
+
+def test_a_repvgg_search_prices_the_deployed_network_with_the_predictor(tmp_path: Path) -> None:
+    import random
+
+    from hwlab.export import export_spec
+    from hwlab.reparam.latency import RepPredictorLatency
+    from hwlab.reparam.space import RepArch, RepSpace
+
+    space = RepSpace(16, 10, 8, ((8, 16), (16, 24)), (1, 2))
+    reference = space.sample(random.Random(0))
+    deployed = reparam(space.network(reference))
+    whole = export_module(deployed, torch.randn(1, 3, 16, 16), "onnx", name="reference").path
+    kinds = {k.type for op in space.all_deploy_ops() for k in onnx_kernels(export_spec(op, "onnx").path, ORT)}
+    kinds |= {k.type for k in onnx_kernels(whole, ORT)}
+    folder = tmp_path / "predictors" / "local" / "onnxruntime"
+    predictor = _predictor(folder, kinds)
+    # Synthetic regressors fitted on random features cover none of this space: refused, unless forced.
+    with pytest.raises(PredictorError, match="do not cover 100% of this space"):
+        RepPredictorLatency(space, "local", "onnxruntime", tmp_path / "predictors")
+    latency = RepPredictorLatency(space, "local", "onnxruntime", tmp_path / "predictors", force=True)
+    assert latency.note and "unchecked" in latency.note
+    # The reference network is priced as the predictor prices it whole; block kinds do not change a price.
+    assert latency([reference])[0] == pytest.approx(predictor.predict_onnx(whole).total_ms)
+    rng = random.Random(1)
+    for _ in range(5):
+        arch = space.sample(rng)
+        plain = RepArch(arch.depths, arch.widths, tuple(("conv", act) for _, act in arch.genes))
+        assert latency([arch])[0] == latency([plain])[0] > 0
