@@ -76,9 +76,10 @@ def network_from_arch(path: Path) -> nn.Module:
             hint="hwlab reparam converts RepVGG-space architectures; use --net for built-ins",
         ) from None
     net = space.network(space.arch_from_json(data))
-    weights = ((data.get("deployed") or {}).get("files") or {}).get("train_weights")
-    if weights:
-        _load_state(net, Path(path).parent / Path(weights).name if not Path(weights).exists() else Path(weights))
+    recorded = ((data.get("deployed") or {}).get("files") or {}).get("train_weights")
+    if recorded:
+        weights = Path(recorded)
+        _load_state(net, weights if weights.exists() else Path(path).parent / weights.name)  # a moved run folder
     return net
 
 

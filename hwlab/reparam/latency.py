@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hwlab.errors import PredictorError, TableError
+from hwlab.errors import PredictorError
 from hwlab.reparam.space import FIXED_COST_OP, RepArch, RepSpace
+from hwlab.search.latency import MAX_OUTSIDE_SHARE, measured_ms
 from hwlab.tables import LookupTable
 
 
@@ -57,16 +58,8 @@ class RepTableLatency(_OpSum):
 
     def __init__(self, space: RepSpace, table: LookupTable, *, force: bool = False) -> None:
         self.space, self.name = space, f"table {table.folder}"
-        if table.exists and not force:
-            table.check_measured_on(table.folder.parent.parent.name, table.folder.parent.name)
-        self.ms = {r["key"]: float(r["median_ms"]) for r in table
-                   if r.get("status") == "ok" and r.get("median_ms") is not None}  # fmt: skip
         wanted = [op.key for op in space.all_deploy_ops()]
-        missing = [k for k in wanted if k not in self.ms]
-        if missing:
-            held = "holds no measured rows" if not self.ms else f"lacks {len(missing)} of the space's {len(wanted)} ops"
-            raise TableError(f"{table.folder} {held} (e.g. {missing[0]})",
-                             hint=f"profile this space first: {profile_command(space, table)}")  # fmt: skip
+        self.ms = measured_ms(table, wanted, profile_command(space, table), force=force)
         self.fixed_ms = self.ms[FIXED_COST_OP.key]
 
 
@@ -85,22 +78,27 @@ class RepPredictorLatency(_OpSum):
         self.space, self.name = space, f"predictor {device}/{backend}"
         predictor = Predictor.load(device, backend, root, force=force)
         self.ms, total, outside = {}, 0.0, 0.0
+        recorded = True  # a predictor fitted before hwlab kept its domain cannot say what it covers
         for op in space.all_deploy_ops():
             kernels = onnx_kernels(export_spec(op, "onnx").path, predictor.rules)
             times, _ = predictor.kernel_ms(kernels)
             self.ms[op.key] = sum(times) + predictor.overhead.per_kernel_ms * len(kernels)
-            flags = predictor.outside_domain(kernels) or [False] * len(kernels)
+            flags = predictor.outside_domain(kernels)
+            recorded = recorded and flags is not None
             total += sum(times)
-            outside += sum(t for t, out in zip(times, flags, strict=True) if out)
+            outside += sum(t for t, out in zip(times, flags or [False] * len(times), strict=True) if out)
         reference = space.sample(random.Random(0))
         net = reparam(space.network(reference))
         path = export_module(net, random_input(net.input_shape), "onnx", name="repvgg-reference").path
         self.base_ms = predictor.predict_onnx(path).total_ms - self.one(reference)
         share = outside / total if total > 0 else 0.0
-        if share > 0.05:
-            problem = (
-                f"the predictor {device}/{backend} was fitted on kernels that do not cover {share:.0%} of this space"
+        if not recorded or share > MAX_OUTSIDE_SHARE:
+            what = (
+                f"was fitted on kernels that do not cover {share:.0%} of"
+                if recorded
+                else "records no domain (it was fitted before hwlab kept one), so whether it covers"
             )
+            problem = f"the predictor {device}/{backend} {what} this space"
             if not force:
                 raise PredictorError(problem, hint="profile the space and search with --latency-source table, "
                                      "or pass --force")  # fmt: skip

@@ -95,6 +95,22 @@ def profile_command(space: SearchSpace, table: LookupTable) -> str:
     )
 
 
+def measured_ms(
+    table: LookupTable, wanted: Sequence[str], command: str, stat: str = "median_ms", *, force: bool = False
+) -> dict[str, float]:
+    """``stat`` of every measured row of a space's table, checked before any training: measured on the device
+    and backend its folder names (unless ``force``), and holding every key in ``wanted``; else a TableError
+    whose fix is ``command``, the profile command that fills it."""
+    if table.exists and not force:
+        table.check_measured_on(table.folder.parent.parent.name, table.folder.parent.name)
+    ms = {r["key"]: float(r[stat]) for r in table if r.get("status") == "ok" and r.get(stat) is not None}
+    missing = [k for k in wanted if k not in ms]
+    if missing:
+        held = "holds no measured rows" if not ms else f"lacks {len(missing)} of the space's {len(wanted)} ops"
+        raise TableError(f"{table.folder} {held} (e.g. {missing[0]})", hint=f"profile this space first: {command}")
+    return ms
+
+
 class TableLatency:
     """Sum of measured op latencies from a lookup table of the space's ops.
 
@@ -107,17 +123,8 @@ class TableLatency:
     def __init__(self, space: SearchSpace, table: LookupTable, stat: str = "median_ms", *, force: bool = False) -> None:
         self.space, self.stat = space, stat
         self.name = f"table {table.folder}"
-        if table.exists and not force:
-            table.check_measured_on(table.folder.parent.parent.name, table.folder.parent.name)
-        self.ms = {r["key"]: float(r[stat]) for r in table if r.get("status") == "ok" and r.get(stat) is not None}
         wanted = [op.key for op in spos_config_ops(space.config)]
-        missing = [k for k in wanted if k not in self.ms]
-        if missing:
-            held = "holds no measured rows" if not self.ms else f"lacks {len(missing)} of the space's {len(wanted)} ops"
-            raise TableError(
-                f"{table.folder} {held} (e.g. {missing[0]})",
-                hint=f"profile this space first: {profile_command(space, table)}",
-            )
+        self.ms = measured_ms(table, wanted, profile_command(space, table), stat, force=force)
         config = space.config
         stem, tail = spos_head_ops(config)
         self.base_ms = self.ms[stem.key] + sum(self.ms[op.key] for op in tail)
