@@ -100,8 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fit.add_argument("--spos-models", type=count_arg, default=4, help="SPOS training architectures per space")
     fit.add_argument(
         "--standalone", action="store_true",
-        help="learn every kernel measured alone, even where the runtime shows its graph (the default there "
-        "learns kernels inside whole models)",
+        help="learn every kernel measured alone, even where the runtime shows its graph (onnxruntime; LiteRT "
+        "through benchmark_model's op profile), where the default learns kernels inside whole models",
     )  # fmt: skip
     fit.add_argument("--family-models", type=count_arg, default=8, help="training models per zoo family")
     fit.add_argument("--rounds", type=whole(0, 1000), default=1, help="adaptive sampling rounds")

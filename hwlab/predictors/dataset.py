@@ -42,7 +42,12 @@ def training_models(
 
 
 def onnx_path(model: ZooModel) -> str:
-    return str(export_module(model.build(), random_input(model.input_shape), "onnx", name=model.name).path)
+    return model_file(model, "onnx")
+
+
+def model_file(model: ZooModel, fmt: str) -> str:
+    """The model exported to ``fmt`` (from the export cache once measured): the file a device ran."""
+    return str(export_module(model.build(), random_input(model.input_shape), fmt, name=model.name).path)
 
 
 def kernel_item(item: KernelModel) -> ModelItem:

@@ -5,8 +5,8 @@ A kernel measured alone is not the kernel inside a model. Alone, onnxruntime con
 blocked layout and back (the NCHWc reorders: about a quarter of a small convolution's time here) and
 cannot fuse it with what follows; inside a model the layout stays blocked from one convolution to the next
 and a residual Add runs inside the convolution before it. So where the runner captured the runtime's graph
-of a whole measured model (runtime_kernels.py maps it onto the model's nodes), each kernel's training
-target is its time inside that graph:
+of a whole measured model (runtime_kernels.py maps onnxruntime's onto the model's nodes, litert_split.py
+LiteRT's op profile from benchmark_model), each kernel's training target is its time inside that graph:
 
 1. The model is split into kernels under the fusion rules, which the runtime's graphs of these same models
    decided (``graph_rules``), so kernels and executed nodes mostly coincide. A kernel gets the time of the
@@ -40,12 +40,16 @@ from typing import Any
 
 import numpy as np
 
+from hwlab.errors import PredictorError
 from hwlab.measure.speed import fit_line
 from hwlab.predictors.graph import view_kernels
 from hwlab.predictors.graph_load import GraphView, build_view, load_model
 from hwlab.predictors.graph_ops import build_ops
 from hwlab.predictors.kernels import FusionRules
+from hwlab.predictors.litert_kernels import is_litert_graph
+from hwlab.predictors.litert_split import litert_split
 from hwlab.predictors.runtime_kernels import RuntimeSplit, fused_pairs, runtime_split
+from hwlab.predictors.tflite_graph import read_tflite_nodes
 
 MIN_KERNEL_MS = 1e-4  # 0.1 µs: a kernel the runtime did not execute
 
@@ -61,17 +65,27 @@ class MeasuredGraph:
     raw_ms: float  # unprofiled, in the state the graph was profiled in (not yet on the reference scale)
 
     @classmethod
-    def of(cls, name: str, path: Path | str, graph: dict[str, Any], row: dict[str, Any]) -> MeasuredGraph:
-        """From a table row of the model and its captured graph. The runner profiles the graph's quiet runs,
+    def of(
+        cls, name: str, path: Path | str, graph: dict[str, Any], row: dict[str, Any], tflite: Path | str | None = None
+    ) -> MeasuredGraph:
+        """From a table row of the model and its captured graph: onnxruntime's, or LiteRT's op profile of the
+        ``tflite`` file that was measured (litert_split.py). The runner profiles the graph's quiet runs,
         so a floor row's figure before its speed factor is the unprofiled time in that state; an older row's
         raw median is the nearest there is."""
         view = build_view(load_model(path))
+        if is_litert_graph(graph):
+            if tflite is None:
+                raise PredictorError(f"{name}: a LiteRT op profile is placed through the .tflite that was measured",
+                                     hint="pass the model's .tflite beside its .onnx")  # fmt: skip
+            split = litert_split(view, read_tflite_nodes(tflite), graph)
+        else:
+            split = runtime_split(view, graph)
         measured = float(row["median_ms"])
         if str(row.get("correction") or "").startswith("floor"):
             raw = measured * float(row.get("speed_factor") or 1.0)
         else:
             raw = float(row.get("raw_median_ms") or measured)
-        return cls(name, view, runtime_split(view, graph), measured, raw)
+        return cls(name, view, split, measured, raw)
 
     @property
     def events(self) -> int:

@@ -10,7 +10,8 @@ them, so such a graph tells nothing.
 
 Fusion is then decided by counting kernels, with no timing at all: a pair is fused when the
 chain ran as fewer kernels than its two ops alone (a conv+BN the converter folded, an activation
-XNNPACK applies inside the convolution's output loop), and apart when as many.
+XNNPACK applies inside the convolution's output loop), and apart when as many. The same rows, placed
+on a whole model's ONNX nodes (litert_split.py), are its kernels' times inside the model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def is_litert_graph(graph: dict[str, Any]) -> bool:
     return graph.get("source") == GRAPH_SOURCE
 
 
-def _is_delegate_node(node_type: str) -> bool:
+def is_delegate_node(node_type: str) -> bool:
     """TfLiteXNNPackDelegate, TfLiteGpuDelegateV2, TfLiteNnapiDelegate...: a delegate's kernel registration."""
     return "delegate" in node_type.lower()
 
@@ -41,7 +42,7 @@ def executed_kernels(graph: dict[str, Any]) -> list[str] | None:
     shows_operators = any(str(n["name"]).startswith(DELEGATED_PREFIX) for n in nodes)
     kernels = []
     for node in nodes:
-        if _is_delegate_node(node["type"]):
+        if is_delegate_node(node["type"]):
             if not shows_operators:
                 return None
             continue

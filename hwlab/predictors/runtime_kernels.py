@@ -49,11 +49,12 @@ class Unit:
     time_us: float = 0.0
     layout_us: float = 0.0  # reorders done for it
     layout_nodes: int = 0  # how many
+    own_events: int = 1  # profiled events of its own (LiteRT: XNNPACK may run a node as several operators)
 
     @property
     def events(self) -> int:
         """Profiled node events in its time: its own and its reorders'."""
-        return 1 + self.layout_nodes
+        return self.own_events + self.layout_nodes
 
 
 @dataclass

@@ -31,6 +31,7 @@ from hwlab.measure.settings import MeasureSettings, stopping
 from hwlab.predictors.dataset import (
     distinct_kernels,
     kernel_item,
+    model_file,
     onnx_path,
     rows_by_type,
     training_models,
@@ -41,11 +42,12 @@ from hwlab.predictors.graph import onnx_kernels
 from hwlab.predictors.ingraph import MIN_KERNEL_MS, MeasuredGraph, event_overhead_us, graph_rules, in_graph_rows
 from hwlab.predictors.kernelgen import neighbour_items
 from hwlab.predictors.kernels import FEATURES, FusionRules, Kernel
+from hwlab.predictors.litert_kernels import is_litert_graph
 from hwlab.predictors.predictor import Overhead, Predictor, predictor_dir
 from hwlab.predictors.regress import CANDIDATES, FittedRegressor, fit_kernel_regressor
 from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.store import load_predictor, save_predictor
-from hwlab.profile import ModelItem, ProfileRequest, profile
+from hwlab.profile import ModelItem, ProfileRequest, measurer_for, profile, shows_runtime_graph
 from hwlab.progress import Progress
 from hwlab.space import SposConfig
 from hwlab.space.build import random_input
@@ -55,10 +57,6 @@ from hwlab.zoo import FAMILIES, ZooModel, random_spos_arch, sample_family, spos_
 Say = Callable[[str], None]
 
 NO_FUSION = FusionRules(frozenset())  # every op its own kernel
-
-# Runtimes whose captured graph maps onto the model's ops, for kernel times from inside whole models
-# (runners/hwlab_runner/runtime_graph.py). LiteRT's op profile decides fusion only (litert_kernels.py).
-GRAPH_RUNTIMES = ("onnxruntime",)
 
 
 @dataclass(frozen=True)
@@ -195,8 +193,8 @@ def fit_predictor(
 
     ``rules``: the runtime's fusion rules when they are known already (then they are not measured; without
     their evidence the overhead's per-kernel term is fitted too). Where the runtime shows its graph
-    (onnxruntime) and ``plan.in_graph``, kernels are learned from inside whole training models
-    (ingraph.py); elsewhere from kernels measured alone.
+    (onnxruntime; LiteRT through benchmark_model's op profile) and ``plan.in_graph``, kernels are learned
+    from inside whole training models (ingraph.py); elsewhere from kernels measured alone.
     """
     device, backend = base.device.name, base.backend
     if rules is None:
@@ -207,7 +205,7 @@ def fit_predictor(
     say(f"fused pairs: {', '.join('+'.join(p) for p in sorted(rules.fused)) or 'none'}")
 
     models = training_models(plan.seed, plan.spos_models, plan.family_models, plan.spos_configs)
-    if plan.in_graph and backend in GRAPH_RUNTIMES:
+    if plan.in_graph and shows_runtime_graph(backend, measurer_for(base.device, backend)):
         fitted = _fit_in_graph(base, plan, models, rules, say, progress)
     else:
         fitted = _fit_standalone(base, plan, models, rules, say, progress)
@@ -307,7 +305,13 @@ def _fit_in_graph(
         )
     fixed_ms = rows[OVERHEAD.key]["median_ms"]
     measured = [
-        MeasuredGraph.of(m.name, onnx_path(m), graphs[m.name], rows[m.name])
+        MeasuredGraph.of(
+            m.name,
+            onnx_path(m),
+            graphs[m.name],
+            rows[m.name],
+            model_file(m, "tflite") if is_litert_graph(graphs[m.name]) else None,
+        )
         for m in models
         if m.name in rows and m.name in graphs
     ]
@@ -315,7 +319,11 @@ def _fit_in_graph(
     say(f"fused pairs, as the runtime's graphs show them: {', '.join('+'.join(p) for p in sorted(rules.fused))}")
     event_us = event_overhead_us(measured, fixed_ms)
     data = in_graph_rows(measured, rules, fixed_ms, event_us)
-    unmapped = f"; {len(data.models_left_out)} models not mapped" if data.models_left_out else ""
+    unmapped = ""
+    if data.models_left_out:
+        first = next(g for g in measured if g.name == data.models_left_out[0])
+        why = f": {first.split.unplaced[0]}" if first.split.unplaced else ""
+        unmapped = f"; {len(data.models_left_out)} models not mapped (the first, {first.name}{why})"
     say(
         f"{len(data.rows)} kernel times from inside {len(measured) - len(data.models_left_out)} models (profiler:"
         f" {event_us:.2f} µs per node event, calibrated out); {data.kernels_shared} of them ran inside one node"
