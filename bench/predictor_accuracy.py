@@ -7,6 +7,7 @@ the fast path's predictions per second on SPOS architectures.
 
     .venv/bin/python bench/predictor_accuracy.py [--spos 100] [--per-family 25]
         [--held-out-spaces 32,0.25,1,10 64,1.0] [--tables-dir DIR] [--predictors-dir DIR]
+        [--reuse] [--remeasure-unsettled]
 
 The ceiling printed last is the device's stored noise floor (``hwlab doctor --noise``): two measurements of
 the same models agree no better, so no prediction can.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.noise import noise_ceiling
 from hwlab.predictors.evaluate import evaluate
 from hwlab.predictors.fastpath import SposLatencyTable
+from hwlab.predictors.predictor import Predictor
 from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.train import FitPlan, fit_predictor
 from hwlab.profile import ProfileRequest
@@ -55,6 +58,13 @@ def main() -> None:
         help="skip the lookup-table-sum baseline (it measures"
         " every op of every held-out model alone: the longest part)",
     )
+    parser.add_argument(
+        "--remeasure-unsettled",
+        action="store_true",
+        help="measure again the held-out models whose floor's CI ended above the stop rule's (the rows replaced"
+        " are kept in the table's superseded.jsonl)",
+    )
+    parser.add_argument("--reuse", action="store_true", help="evaluate the predictor saved before, without refitting")
     parser.add_argument("--tables-dir", type=Path, default=Path("bench-out/tables"))
     parser.add_argument("--predictors-dir", type=Path, default=Path("bench-out/predictors"))
     args = parser.parse_args()
@@ -62,11 +72,15 @@ def main() -> None:
     base = ProfileRequest(device=LOCAL_DEFAULT, backend="onnxruntime", specs=[], space="", tables_root=args.tables_dir)
     plan = FitPlan(spos_models=args.spos_models, family_models=args.family_models, adaptive_rounds=args.rounds)
     start = time.perf_counter()
-    predictor = fit_predictor(base, plan, root=args.predictors_dir)
-    print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables_dir})")
+    if args.reuse:
+        predictor = Predictor.load("local", "onnxruntime", args.predictors_dir)
+    else:
+        predictor = fit_predictor(base, plan, root=args.predictors_dir)
+        print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables_dir})")
 
     start = time.perf_counter()
-    result = evaluate(base, predictor, plan, spos_count=args.spos, family_count=args.per_family,
+    held_out = replace(base, remeasure_unsettled=args.remeasure_unsettled)
+    result = evaluate(held_out, predictor, plan, spos_count=args.spos, family_count=args.per_family,
                       spos_shapes=args.held_out_spaces, lut_sum=not args.no_lut_sum)  # fmt: skip
     print(f"evaluation: {time.perf_counter() - start:.0f} s")
     folder = args.predictors_dir / "local" / "onnxruntime"

@@ -141,6 +141,7 @@ class ProfileRequest:
     core_mask: tuple[int, ...] | str | None = None
     settings: MeasureSettings = MeasureSettings()
     retry_errors: bool = False
+    remeasure_unsettled: bool = False  # measure again the rows whose floor never met the stop rule's CI
     lock_wait_s: float = 0.0
     governor: str | None = None  # e.g. "performance"; None = the inventory's, else leave it
     power: str | None = None  # "auto", "none" or a sensor name; None = the inventory's, else auto
@@ -176,6 +177,19 @@ class ProfileReport:
     @property
     def unstable(self) -> list[dict[str, Any]]:
         return [r for r in self.measured if r.get("unstable")]
+
+
+def unsettled_keys(table: LookupTable, settings: MeasureSettings) -> set[str]:
+    """Rows measured in rounds whose floor's CI ended above the stop rule's (the rounds ran out first: the
+    machine never showed its quiet state for long enough), the rows ``remeasure_unsettled`` measures again."""
+    target = settings.rounds.ci_rel if settings.rounds is not None else None
+    if target is None:
+        return set()
+    return {
+        row["key"] for row in table
+        if row.get("status") == "ok" and str(row.get("correction") or "").startswith("floor")
+        and (row.get("ci_rel") or 0.0) > target
+    }  # fmt: skip
 
 
 def measurer_for(device: DeviceSpec, backend: str) -> Measurer:
@@ -372,6 +386,10 @@ def _profile_locked(
     done = table.keys("ok") if request.retry_errors else table.keys()
     if request.retry_errors:
         table.drop(table.keys() - done)
+    if request.remeasure_unsettled:
+        again = unsettled_keys(table, request.settings) & set(by_key)
+        table.supersede(again)
+        done -= again
     todo = [item for key, item in by_key.items() if key not in done]
     if isinstance(measurer, BenchmarkModelMeasurer) and any(item.data is not None for item in todo):
         raise InvalidRequest(

@@ -135,6 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_folder_args(o, "tables")
     o.add_argument("--table", type=safe_name, metavar="NAME", help="table name (default: the space name)")
     o.add_argument("--retry-errors", action="store_true", help="measure again the ops that failed before")
+    o.add_argument(
+        "--remeasure-unsettled", action="store_true",
+        help="measure again the rows whose floor's CI ended above the stop rule's (the machine never stayed quiet "
+        "long enough); the rows they replace are kept in the table's superseded.jsonl",
+    )  # fmt: skip
     add_json_arg(o, "print a JSON report on stdout (progress goes to stderr)")
     p.set_defaults(handler=cmd_profile)
 
@@ -195,6 +200,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     base = ProfileRequest.of(
         device, "", measuring(args), space=space, space_params=params, table_name=args.table,
         tables_root=args.tables_dir, settings=measure_settings(args), retry_errors=args.retry_errors,
+        remeasure_unsettled=args.remeasure_unsettled,
     )  # fmt: skip
     if items is not None:
         over = f" over {escape(args.inputs.name)}" if args.inputs else ""

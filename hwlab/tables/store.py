@@ -33,6 +33,7 @@ ROWS = "ops.jsonl"
 SAMPLES = "samples.jsonl"
 ANCHORS = "anchors.jsonl"  # the anchor lines of every job that filled the table, as the device sent them
 GRAPHS = "graphs.jsonl"  # what the runtime executed for each model, where the job captured it
+SUPERSEDED = "superseded.jsonl"  # rows measured again (their floor never settled), kept as they were
 META = "meta.json"
 
 
@@ -279,6 +280,14 @@ class LookupTable:
             os.fsync(fh.fileno())
         os.replace(tmp, self.folder / ROWS)
         self._rows = None
+
+    def supersede(self, keys: set[str]) -> None:
+        """Move these rows to ``superseded.jsonl`` (appended and synced first, so a kill loses none) and out
+        of the table, to be measured again; their raw samples stay in ``samples.jsonl``."""
+        for row in _read_lines(self.folder / ROWS)[0]:
+            if row["key"] in keys:
+                _append_line(self.folder / SUPERSEDED, row)
+        self.drop(keys)
 
     def samples(self, key: str) -> dict[str, Any]:
         """The raw samples stored for an op (read on first use: they are the bulky part)."""
