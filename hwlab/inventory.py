@@ -9,6 +9,7 @@ never halfway through a nightly run.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,10 @@ def _positive(v: int) -> str | None:
     return None if v >= 1 else f"must be >= 1, not {v}"
 
 
+def _seconds(v: float) -> str | None:
+    return None if 0 < v <= 3600 and math.isfinite(v) else f"must be a number of seconds in (0, 3600], not {v}"
+
+
 def _port(v: int) -> str | None:
     return None if 1 <= v <= 65535 else f"must be a TCP port in 1..65535, not {v}"
 
@@ -79,6 +84,11 @@ SCHEMA: dict[str, Field] = {
     "user": Field(str, "SSH user", check=user_problem),
     "key_file": Field(str, "SSH private key file"),
     "known_hosts": Field(str, "known_hosts file that verifies the SSH host key (default ~/.ssh/known_hosts)"),
+    "connect_timeout_s": Field(
+        (int, float),
+        "seconds to wait for the SSH connection, banner and login (a slow link wants more)",
+        check=_seconds,
+    ),  # fmt: skip
     "serial": Field(str, "ADB serial (USB serial or host:port)", check=serial_problem),
     "workdir": Field(str, "folder on the device where the runner and models are placed"),
     "python": Field(str, "Python interpreter on the device that runs the runner"),
@@ -115,6 +125,7 @@ class DeviceSpec:
     user: str | None = None
     key_file: str | None = None
     known_hosts: str | None = None
+    connect_timeout_s: float = 15.0
     serial: str | None = None
     workdir: str | None = None
     python: str | None = None

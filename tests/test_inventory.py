@@ -56,6 +56,24 @@ def test_local_is_always_there(tmp_path: Path) -> None:
         ("transport: local\n", "name", "is required for every device", "add 'name: ...'"),
         ("name: b\ntransport: local\nthreads: 0\n", "threads", "must be >= 1", "fix 'threads'"),
         (
+            "name: b\ntransport: ssh\nhost: h\nconnect_timeout_s: 0\n",
+            "connect_timeout_s",
+            "must be a number of seconds",
+            "fix 'connect_timeout_s'",
+        ),
+        (
+            "name: b\ntransport: ssh\nhost: h\nconnect_timeout_s: .nan\n",
+            "connect_timeout_s",
+            "in (0, 3600]",
+            "fix 'connect_timeout_s'",
+        ),
+        (
+            "name: b\ntransport: ssh\nhost: h\nconnect_timeout_s: soon\n",
+            "connect_timeout_s",
+            "expected an integer or a number",
+            "set 'connect_timeout_s'",
+        ),
+        (
             "name: b\ntransport: local\nthreads: true\n",
             "threads",
             "expected an integer, got bool",

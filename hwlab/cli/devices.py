@@ -141,7 +141,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
             f"device {device.name!r} uses {device.transport}, not ssh", hint="only SSH devices have host keys"
         )
     target = ssh_target(device)
-    key = fetch_host_key(target)
+    key = fetch_host_key(target, timeout=float(device.connect_timeout_s))
     shown = fingerprint(key)
     console = stderr_console() if args.json else Console()
     name = escape(known_hosts_name(target.hostname, target.port))

@@ -34,7 +34,7 @@ def connect(device: DeviceSpec) -> Transport:
     if device.transport == "ssh":
         from hwlab.transport.ssh import SshTransport
 
-        return SshTransport(ssh_target(device), device=device.name)
+        return SshTransport(ssh_target(device), device=device.name, connect_timeout=float(device.connect_timeout_s))
     if device.transport == "adb":
         from hwlab.transport.adb import AdbTransport
 

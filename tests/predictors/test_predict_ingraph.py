@@ -6,6 +6,7 @@ not accuracy)."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from test_predict_pipeline import unpredicted_ops
 
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.measure.settings import stopping
+from hwlab.measure.settings import RoundRule, stopping
 from hwlab.predictors.dataset import onnx_path, training_models
 from hwlab.predictors.fusion import OVERHEAD
 from hwlab.predictors.ingraph import MIN_KERNEL_MS, MeasuredGraph, event_overhead_us, in_graph_rows
@@ -24,7 +25,11 @@ from hwlab.predictors.train import FitPlan, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable
 
-QUICK = stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05)
+# Three rounds at least, four at most (the default 10-40 is for figures): what is tested is the path.
+QUICK = replace(
+    stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05),
+    rounds=RoundRule(min_rounds=3, max_rounds=4, max_time_s=0.15, ci_rel=0.05),
+)
 PLAN = FitPlan(spos_shapes=(SposShape(32, 0.25, 1, 10),), spos_models=2, family_models=1, calibration_models=1,
                graph_runs=5, model_settings=QUICK, fusion_settings=QUICK, candidates=CANDIDATES[:1])  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from hwlab.cli import main
 from hwlab.errors import PredictorError, UnknownKernelError, UnknownOpError
 from hwlab.export import export_module
 from hwlab.inventory import LOCAL_DEFAULT
-from hwlab.measure.settings import stopping
+from hwlab.measure.settings import RoundRule, stopping
 from hwlab.predictors.fastpath import SposLatencyTable
 from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Overhead, Predictor
@@ -29,7 +30,11 @@ from hwlab.tables import LookupTable
 from hwlab.zoo import SposNet, sample_family
 from hwlab.zoo.blocks import ZeroPad
 
-QUICK = stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05)  # what is tested is the pipeline, not accuracy
+# Three rounds at least, four at most (the default 10-40 is for figures): what is tested is the path.
+QUICK = replace(
+    stopping(min_time_s=0.01, max_time_s=0.15, ci_rel=0.05),
+    rounds=RoundRule(min_rounds=3, max_rounds=4, max_time_s=0.15, ci_rel=0.05),
+)
 # Kernels measured alone (the path of runtimes that show no graph); test_predict_ingraph.py fits from graphs.
 PLAN = FitPlan(spos_shapes=(SposShape(32, 1.0),), spos_models=2, family_models=1, calibration_models=1,
                in_graph=False, adaptive_rounds=1, neighbours=1, adaptive_limit=8, kernel_settings=QUICK,

@@ -244,7 +244,7 @@ def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(
     inventory.mkdir()
     (inventory / "silent.yaml").write_text(
         f"name: silent\ntransport: ssh\nhost: 127.0.0.1\nport: {listener.getsockname()[1]}\n"
-        f"known_hosts: {tmp_path / 'known_hosts'}\n"
+        f"known_hosts: {tmp_path / 'known_hosts'}\nconnect_timeout_s: 2\n"
     )
     env = {**os.environ, "HWLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "250"}
     try:
@@ -255,7 +255,8 @@ def test_a_port_that_accepts_but_never_speaks_ssh_is_one_error_without_retries(
         holder.join(timeout=5)  # before the listener closes under its accept()
         for sock in [*accepted, listener]:
             sock.close()
-    assert done.returncode == 1 and "accepted the connection but sent no SSH banner" in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "accepted the connection but sent no SSH banner within 2 s" in done.stderr, done.stderr
     assert "fix:" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert len(accepted) == 1  # tried once: it will not become an SSH server
     assert not (tmp_path / "known_hosts").exists()
