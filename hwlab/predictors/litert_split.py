@@ -14,15 +14,17 @@ runtime_kernels.py does for onnxruntime; nothing is guessed:
    a reshape or flatten with none is a view and ran nothing. TFLite nodes of no ONNX op are the
    converter's layout work (the NCHW -> NHWC ``TRANSPOSE``, an explicit ``PAD`` before a strided
    convolution, a ``RESHAPE``): their time goes to the node that reads them, as onnxruntime's reorders go
-   to the convolution they feed. Any other node of no op (an op the converter decomposed into several) is
-   unplaced.
+   to the convolution they feed. A standalone BatchNormalization the converter wrote as a chain of
+   elementwise nodes (``DECOMPOSED``) is one op over the whole chain. Any other node of no op (another op
+   the converter decomposed into several: PReLU, HardSigmoid, Div) is unplaced.
 2. Executed rows -> TFLite nodes. A builtin's row names its node index (and must name that node's
    builtin). XNNPACK's operators are aligned in order with the nodes the delegate took (those not run
    as builtins): each node runs one operator of its kind, a concatenation or split may run several (one
    copy per input), and a pad, a reshape or an activation may run none (XNNPACK folds a pad and a clamp
    into the convolution, and a reshape is a view). One alignment or none.
-3. Units: a node's rows are one executed unit with the ONNX nodes of its ops. A node that ran nothing
-   because XNNPACK folded it (an activation) joins the unit of the node it reads.
+3. Units: a node's rows are one executed unit with the ONNX nodes of its ops (a decomposed op's chain:
+   one unit). A node that ran nothing because XNNPACK folded it (an activation) joins the unit of the node
+   it reads.
 """
 
 from __future__ import annotations
