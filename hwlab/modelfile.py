@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwlab.errors import ExportError, GraphError
+from hwlab.errors import GraphError
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,10 @@ def model_inputs(path: Path) -> tuple[ModelInput, ...]:
                 dtype = f"onnx type {tensor.elem_type}"
             inputs.append(ModelInput(value.name, dims, dtype))
         return tuple(inputs)
-    from hwlab.tflitefile import check_tflite
+    from hwlab.tflitefile import check_tflite, interpreter_module
 
     check_tflite(path)
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise ExportError(
-                f"cannot read the inputs of {path}: no LiteRT interpreter on this host",
-                hint="install the tflite extra (scripts/setup)",
-            ) from None
-    details = Interpreter(model_path=str(path)).get_input_details()
+    details = interpreter_module(path).Interpreter(model_path=str(path)).get_input_details()
     return tuple(
         ModelInput(
             str(detail["name"]),

@@ -8,8 +8,9 @@ with the file named, before an interpreter is asked to map it.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
-from hwlab.errors import GraphError
+from hwlab.errors import ExportError, GraphError
 
 TFLITE_IDENTIFIER = b"TFL3"
 MAX_TFLITE_BYTES = 2 * 1024**3  # FlatBuffers address at most 2 GiB
@@ -29,3 +30,19 @@ def check_tflite(path: Path) -> Path:
     if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
         raise GraphError(f"{path} is not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier)", hint=hint)
     return path
+
+
+def interpreter_module(path: Path) -> ModuleType:
+    """The LiteRT interpreter's module on this host (``ai_edge_litert``'s, else the older ``tflite_runtime``'s):
+    ``Interpreter`` and ``OpResolverType`` alike; an ExportError naming ``path`` when neither is installed."""
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter  # type: ignore[no-redef]
+        except ImportError:
+            raise ExportError(
+                f"cannot read {path}: no LiteRT interpreter on this host",
+                hint="install the tflite extra (scripts/setup)",
+            ) from None
+    return interpreter

@@ -139,7 +139,8 @@ OPERATORS_OF: dict[str, frozenset[str]] = {
     "SPLIT_V": frozenset({"Split", "Slice", "Copy"}),
     "DEPTH_TO_SPACE": frozenset({"Depth To Space"}),
 }
-MAY_RUN_NONE = frozenset({"PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "RELU", "RELU6", "RELU_N1_TO_1"})
+XNNPACK_FOLDS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})  # a clamp run inside the node before it
+MAY_RUN_NONE = XNNPACK_FOLDS | {"PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # or a pad it folds, a view
 MAY_RUN_SEVERAL = frozenset({"CONCATENATION", "SPLIT", "SPLIT_V"})
 _MOST_OPERATORS = 16  # per node that may run several
 
@@ -375,7 +376,7 @@ def litert_split(view: GraphView, nodes: Sequence[TfliteNode], graph: dict[str, 
             continue
         covers = {i for k in placed for i in ops[k].nodes}
         sources = [producer_node[t] for t in n.inputs if t in producer_node]
-        folded = n.index not in count_of and n.op in MAY_RUN_NONE and not n.op.startswith(("PAD", "RESHAPE"))
+        folded = n.index not in count_of and n.op in XNNPACK_FOLDS
         host = next((host_of[s] for s in sources if s in host_of), None)
         if folded and host is not None:  # an activation XNNPACK ran inside the node before it
             units[host].covers |= covers

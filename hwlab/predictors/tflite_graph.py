@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwlab.errors import ExportError
-from hwlab.tflitefile import check_tflite
+from hwlab.tflitefile import check_tflite, interpreter_module
 
 # Builtins whose second input is their weight tensor.
 WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
@@ -33,34 +32,21 @@ class TfliteNode:
     weight_elements: int | None  # of its weight tensor (WEIGHTED_OPS), else None
 
 
-def _interpreter(path: Path) -> object:
-    """An interpreter without delegates: the nodes as the file holds them, not as XNNPACK rewrote them."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter, OpResolverType  # type: ignore[no-redef]
-        except ImportError:
-            raise ExportError(
-                f"cannot read the nodes of {path}: no LiteRT interpreter on this host",
-                hint="install the tflite extra (scripts/setup)",
-            ) from None
-    return Interpreter(
-        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    )
-
-
 def read_tflite_nodes(path: Path | str) -> list[TfliteNode]:
     """The nodes of the model's main subgraph (see the module doc)."""
     path = check_tflite(Path(path))
-    interpreter = _interpreter(path)
-    shapes = {int(t["index"]): tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}  # type: ignore[attr-defined]
+    module = interpreter_module(path)
+    # Without delegates: the nodes as the file holds them, not as XNNPACK rewrote them.
+    interpreter = module.Interpreter(
+        model_path=str(path), experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    shapes = {int(t["index"]): tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
 
     def elements(tensor: int) -> int:
         return int(np.prod(shapes.get(tensor, ()), dtype=np.int64)) if tensor >= 0 else 0
 
     nodes = []
-    for op in interpreter._get_ops_details():  # type: ignore[attr-defined]
+    for op in interpreter._get_ops_details():
         inputs = tuple(int(t) for t in op["inputs"])
         outputs = tuple(int(t) for t in op["outputs"])
         name = str(op["op_name"])

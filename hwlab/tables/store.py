@@ -284,6 +284,8 @@ class LookupTable:
     def supersede(self, keys: set[str]) -> None:
         """Move these rows to ``superseded.jsonl`` (appended and synced first, so a kill loses none) and out
         of the table, to be measured again; their raw samples stay in ``samples.jsonl``."""
+        if not keys:
+            return
         for row in _read_lines(self.folder / ROWS)[0]:
             if row["key"] in keys:
                 _append_line(self.folder / SUPERSEDED, row)
