@@ -24,7 +24,7 @@ from hwlab.predictors.kernels import FusionRules
 from hwlab.predictors.predictor import Overhead, Predictor
 from hwlab.predictors.regress import CANDIDATES
 from hwlab.predictors.shapes import SposShape
-from hwlab.predictors.train import FitPlan, fit_overhead, fit_predictor
+from hwlab.predictors.train import FitPlan, fit_in_graph_overhead, fit_overhead, fit_predictor
 from hwlab.profile import ProfileRequest
 from hwlab.tables import LookupTable
 from hwlab.zoo import SposNet, sample_family
@@ -221,6 +221,20 @@ def test_overhead_terms_never_go_below_what_an_inference_costs() -> None:
     measured = sums - 0.04
     assert fit_overhead(sums, counts, measured, fixed_cost_ms=0.01).fixed_ms == 0.01
     assert fit_overhead(sums, counts * 0 + 1, measured).fixed_ms == 0.0
+
+
+def test_in_graph_overhead_is_exact_on_synthetic_models_and_pays_the_fixed_cost_once() -> None:
+    counts = np.array([150.0, 40.0, 12.0, 30.0])
+    sums = np.array([0.25, 3.0, 9.0, 1.5])
+    measured = sums + 0.00005 * counts + 0.004
+    fitted = fit_in_graph_overhead(sums, counts, measured, fixed_cost_ms=0.003)
+    assert fitted.per_kernel_ms == pytest.approx(0.00005) and fitted.fixed_ms == pytest.approx(0.004)
+    assert fitted.floor_ms == 0.003 and fitted.kernel_floor == 0.0
+    # Kernel sums that over-predict: neither term goes negative, and the fixed cost is still paid once (the
+    # kernels' in-graph times were taken less it).
+    over = fit_in_graph_overhead(sums, counts, sums - 0.01, fixed_cost_ms=0.003)
+    assert over.per_kernel_ms == 0.0 and over.fixed_ms == 0.003
+    assert fit_in_graph_overhead(sums[:0], counts[:0], sums[:0], fixed_cost_ms=0.003).fixed_ms == 0.003
 
 
 def test_a_one_conv_model_is_never_predicted_below_the_fixed_cost(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
