@@ -113,7 +113,11 @@ def main() -> None:
             return validate(files["arch"], LOCAL_DEFAULT, "onnxruntime", budget_ms=plan.constraints.latency_ms,
                             predictors_root=args.predictors_dir, tables_root=args.tables_dir)  # fmt: skip
 
-        measured = measured_winner(evo, budget, measure)
+        def search_again(tighter: float, plan: SearchPlan = budget_plan, seed: int = seed) -> SearchResult:
+            tighter_plan = dataclasses.replace(plan, constraints=Constraints(latency_ms=tighter))
+            return run_search(tighter_plan, latency, score, "evolution", seed)
+
+        measured = measured_winner(evo, budget, measure, search_again=search_again)
         for i, v in enumerate(measured.tries):
             print(f"{budget:>9.3f} {seed:>4} {i + 1:>3} {v.predicted_ms:>12.3f} {v.measured_ms:>11.3f}"
                   f" {v.error:>+7.1%} {'yes' if v.within_budget else 'no':>5}")  # fmt: skip

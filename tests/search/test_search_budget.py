@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from hwlab.errors import BudgetUnmet
 from hwlab.search.budget import MAX_TRIES, measured_winner, next_candidate
 from hwlab.search.evolution import Candidate, SearchResult
 from hwlab.search.space import SearchSpace, arch_key
@@ -75,3 +76,30 @@ def test_without_a_latency_budget_the_first_measurement_stands() -> None:
     measure, measured = device(2.0, budget=None)
     done = measured_winner(result(), None, measure)
     assert len(measured) == 1 and done.validation.within_budget is None
+
+
+def test_when_no_scored_candidate_fits_the_search_runs_again_under_the_corrected_budget() -> None:
+    """50% optimistic: no scored candidate fits 1.0 / 1.5 once corrected, so the search runs again under that
+    budget; its winner (0.6 ms predicted, 0.9 measured) holds."""
+    measure, measured = device(1.5)
+    asked: list[float] = []
+    again = Candidate(SPACE.sample(random.Random(99)), 0.6, 0, 0, 0.3)
+
+    def search_again(budget_ms: float) -> SearchResult:
+        asked.append(budget_ms)
+        return SearchResult("evolution", again, [again], 0, 0, 0.0, 0.0)
+
+    done = measured_winner(result(), BUDGET, measure, search_again=search_again)
+    assert asked == [pytest.approx(BUDGET / 1.5)]
+    assert measured[-1] is again and done.winner is again and done.validation.within_budget
+    assert len(done.tries) == 2
+
+
+def test_a_search_again_that_meets_nothing_leaves_the_last_measurement() -> None:
+    measure, measured = device(1.5)
+
+    def nothing_meets(budget_ms: float) -> SearchResult:
+        raise BudgetUnmet(f"nothing under {budget_ms:.3f} ms")
+
+    done = measured_winner(result(), BUDGET, measure, search_again=nothing_meets)
+    assert len(measured) == 1 and not done.validation.within_budget
