@@ -1,6 +1,10 @@
 """Fixtures shared by the test folders: a real sshd per test (the loopback "board"), and a private adb
 server with a stand-in phone that speaks adbd's wire protocol (no real phone can run here).
 
+Every test process has its own hwlab cache folder (exported models, device leases): the suite never
+touches the user's, and two worker processes (``make test`` runs two) never wait on each other's lease
+of the local device.
+
 Each test gets its own adb server port (``ANDROID_ADB_SERVER_PORT``) and key folder, so a user's adb
 server and phones are never touched; the server is killed at teardown.
 """
@@ -18,6 +22,15 @@ from adbd_standin import StandIn
 from sshd_server import SSHD, Sshd, free_port, keygen
 
 from hwlab.transport.adb import AdbTransport
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("hwlab-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HWLAB_CACHE", str(folder))
+    yield folder
+    patch.undo()
 
 
 @pytest.fixture
