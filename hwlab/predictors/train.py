@@ -8,7 +8,10 @@
    exceeds 10% get neighbours (nearby configurations) measured and added.
 5. Calibration models are measured end to end (table ``models``) and the
    overhead term is fitted on them (per kernel: minus the runtime's measured
-   fixed cost; per model: fitted).
+   fixed cost; per model: fitted). Kernels learned inside whole models (where
+   the runtime shows its graph, instead of 2) hold no fixed cost: it is paid
+   once per model, with a non-negative cost per kernel, fitted on the training
+   models measured whole as well (``fit_in_graph_overhead``).
 Every measurement goes through ``profile`` into a resumable table, so an
 interrupted fit loses nothing and a rerun measures only what is missing.
 """

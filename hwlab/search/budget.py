@@ -7,7 +7,7 @@ When that measurement is over the budget, the ratio measured / predicted it show
 evaluated candidate's prediction, and the most accurate candidate whose scaled prediction fits is
 measured next (the largest ratio seen so far is used), at most ``MAX_TRIES`` measurements in all. Where no
 evaluated candidate fits once corrected (a short search scores only candidates at the budget's edge: one
-winner measured 4.5% over here with none of its 24 candidates below the corrected budget), the search is
+winner measured 4.5% above its prediction here, and none of its 24 candidates fitted), the search is
 run again under the corrected budget (``budget / ratio``) and its winner is measured next. Every
 measurement is kept in the search's record.
 """
