@@ -26,17 +26,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 from scipy.stats import spearmanr
 
+from hwlab.errors import UnknownKernelError, UnknownOpError
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.noise import noise_ceiling
+from hwlab.predictors.dataset import onnx_path
 from hwlab.predictors.evaluate import evaluate, held_out_models
 from hwlab.predictors.fastpath import SposLatencyTable
+from hwlab.predictors.graph_ops import CATEGORY_OF_ONNX
 from hwlab.predictors.predictor import Predictor
 from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.train import FitPlan, fit_predictor
 from hwlab.profile import ProfileRequest, unsettled_keys
 from hwlab.tables import LookupTable
+from hwlab.zoo import ZooModel
 
 # The figures' held-out SPOS spaces: the search's default (32x32, width 0.25) and 64x64 at width 1.
 HELD_OUT_SHAPES = DEFAULT_SPOS_SHAPES[:2]
@@ -90,7 +95,8 @@ def main() -> None:
         print(f"fit: {time.perf_counter() - start:.0f} s (measurements resume from {args.tables_dir})")
 
     start = time.perf_counter()
-    names = {m.name for m in held_out_models(plan, args.spos, args.per_family, HELD_OUT_SEED, args.held_out_spaces)}
+    held_out_set = held_out_models(plan, args.spos, args.per_family, HELD_OUT_SEED, args.held_out_spaces)
+    names = {m.name for m in held_out_set}
     models_folder = args.tables_dir / "local" / "onnxruntime" / "models"
     remeasure = args.reuse and args.remeasure_unsettled > 0  # --reuse: the first pass measures them again
     passes = 0
@@ -121,6 +127,11 @@ def main() -> None:
     ranked = spearmanr(result.measured, result.predicted["hwlab"]).statistic
     print(f"hwlab Spearman rank correlation, all held-out models: {ranked:.3f}")
     print(f"ceiling: {noise_ceiling(args.tables_dir, 'local', 'onnxruntime')}")
+    seen, failed = unknown_op_failures(predictor, held_out_set)
+    absent = sorted(set(CATEGORY_OF_ONNX) - seen)
+    print(f"held-out graphs hold {len(seen & set(CATEGORY_OF_ONNX))} of the {len(CATEGORY_OF_ONNX)} ONNX op types hwlab"
+          f" predicts (absent: {', '.join(absent) or 'none'}); models not predicted for an unknown op or kernel:"
+          f" {len(failed)}{' (' + failed[0] + ')' if failed else ''}")  # fmt: skip
 
     table = SposLatencyTable(predictor, plan.spos_configs[0])
     rng = np.random.default_rng(0)
@@ -135,6 +146,21 @@ def main() -> None:
         table.latency_ms(choices[i])
     single = 20_000 / (time.perf_counter() - start)
     print(f"fast path: {batch:,.0f} SPOS predictions/s batched, {single:,.0f}/s one at a time")
+
+
+def unknown_op_failures(predictor: Predictor, models: list[ZooModel]) -> tuple[set[str], list[str]]:
+    """The ONNX op types the models' graphs hold, and each model that cannot be predicted without
+    ``allow_unknown`` (an op or kernel type with no regressor), with the error."""
+    seen: set[str] = set()
+    failed: list[str] = []
+    for model in models:
+        path = onnx_path(model)
+        seen |= {node.op_type for node in onnx.load(path).graph.node}
+        try:
+            predictor.predict_onnx(path)
+        except (UnknownOpError, UnknownKernelError) as err:
+            failed.append(f"{model.name}: {err}")
+    return seen, failed
 
 
 if __name__ == "__main__":
