@@ -29,11 +29,10 @@ import numpy as np
 import onnx
 from scipy.stats import spearmanr
 
-from hwlab.errors import UnknownKernelError, UnknownOpError
 from hwlab.inventory import LOCAL_DEFAULT
 from hwlab.noise import noise_ceiling
 from hwlab.predictors.dataset import onnx_path
-from hwlab.predictors.evaluate import evaluate, held_out_models
+from hwlab.predictors.evaluate import Evaluation, evaluate, held_out_models
 from hwlab.predictors.fastpath import SposLatencyTable
 from hwlab.predictors.graph_ops import CATEGORY_OF_ONNX
 from hwlab.predictors.predictor import Predictor
@@ -41,7 +40,6 @@ from hwlab.predictors.shapes import DEFAULT_SPOS_SHAPES, SposShape
 from hwlab.predictors.train import FitPlan, fit_predictor
 from hwlab.profile import ProfileRequest, unsettled_keys
 from hwlab.tables import LookupTable
-from hwlab.zoo import ZooModel
 
 # The figures' held-out SPOS spaces: the search's default (32x32, width 0.25) and 64x64 at width 1.
 HELD_OUT_SHAPES = DEFAULT_SPOS_SHAPES[:2]
@@ -98,20 +96,24 @@ def main() -> None:
     held_out_set = held_out_models(plan, args.spos, args.per_family, HELD_OUT_SEED, args.held_out_spaces)
     names = {m.name for m in held_out_set}
     models_folder = args.tables_dir / "local" / "onnxruntime" / "models"
-    remeasure = args.reuse and args.remeasure_unsettled > 0  # --reuse: the first pass measures them again
-    passes = 0
-    while True:
-        held_out = replace(base, remeasure_unsettled=remeasure)
+
+    def evaluated(remeasure: bool) -> tuple[Evaluation, set[str]]:
+        """The evaluation (measuring what is missing, and the unsettled rows again with ``remeasure``), and the
+        held-out rows still unsettled."""
         result = evaluate(
-            held_out, predictor, plan, spos_count=args.spos, family_count=args.per_family, seed=HELD_OUT_SEED,
-            spos_shapes=args.held_out_spaces, lut_sum=not args.no_lut_sum,
+            replace(base, remeasure_unsettled=remeasure), predictor, plan, spos_count=args.spos,
+            family_count=args.per_family, seed=HELD_OUT_SEED, spos_shapes=args.held_out_spaces,
+            lut_sum=not args.no_lut_sum,
         )  # fmt: skip
-        passes += remeasure
-        unsettled = sorted(unsettled_keys(LookupTable(models_folder), plan.model_settings) & names)
+        unsettled = unsettled_keys(LookupTable(models_folder), plan.model_settings) & names
         print(f"evaluation: {time.perf_counter() - start:.0f} s; held-out rows unsettled: {len(unsettled)}")
-        if not unsettled or passes >= args.remeasure_unsettled:
+        return result, unsettled
+
+    result, unsettled = evaluated(remeasure=False)
+    for _ in range(args.remeasure_unsettled):
+        if not unsettled:
             break
-        remeasure = True
+        result, unsettled = evaluated(remeasure=True)
     folder = args.predictors_dir / "local" / "onnxruntime"
     plot = result.plot(folder / "eval.png")
     (folder / "eval.json").write_text(json.dumps({**result.to_json(), "plot": str(plot)}, indent=2))
@@ -127,11 +129,12 @@ def main() -> None:
     ranked = spearmanr(result.measured, result.predicted["hwlab"]).statistic
     print(f"hwlab Spearman rank correlation, all held-out models: {ranked:.3f}")
     print(f"ceiling: {noise_ceiling(args.tables_dir, 'local', 'onnxruntime')}")
-    seen, failed = unknown_op_failures(predictor, held_out_set)
+    seen = {node.op_type for m in held_out_set for node in onnx.load(onnx_path(m)).graph.node}
     absent = sorted(set(CATEGORY_OF_ONNX) - seen)
+    first = next(iter(result.missing.items()), None)
     print(f"held-out graphs hold {len(seen & set(CATEGORY_OF_ONNX))} of the {len(CATEGORY_OF_ONNX)} ONNX op types hwlab"
           f" predicts (absent: {', '.join(absent) or 'none'}); models not predicted for an unknown op or kernel:"
-          f" {len(failed)}{' (' + failed[0] + ')' if failed else ''}")  # fmt: skip
+          f" {len(result.missing)}{f' ({first[0]}: {first[1]})' if first else ''}")  # fmt: skip
 
     table = SposLatencyTable(predictor, plan.spos_configs[0])
     rng = np.random.default_rng(0)
@@ -146,21 +149,6 @@ def main() -> None:
         table.latency_ms(choices[i])
     single = 20_000 / (time.perf_counter() - start)
     print(f"fast path: {batch:,.0f} SPOS predictions/s batched, {single:,.0f}/s one at a time")
-
-
-def unknown_op_failures(predictor: Predictor, models: list[ZooModel]) -> tuple[set[str], list[str]]:
-    """The ONNX op types the models' graphs hold, and each model that cannot be predicted without
-    ``allow_unknown`` (an op or kernel type with no regressor), with the error."""
-    seen: set[str] = set()
-    failed: list[str] = []
-    for model in models:
-        path = onnx_path(model)
-        seen |= {node.op_type for node in onnx.load(path).graph.node}
-        try:
-            predictor.predict_onnx(path)
-        except (UnknownOpError, UnknownKernelError) as err:
-            failed.append(f"{model.name}: {err}")
-    return seen, failed
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class Evaluation:
     measured: np.ndarray
     predicted: dict[str, np.ndarray]
     families: list[str] = field(default_factory=list)  # per model: "spos" or its zoo family (empty: unknown)
+    # per model whose hwlab prediction lacks kernel types (an op or kernel with no regressor, predicted as 0)
+    missing: dict[str, list[str]] = field(default_factory=dict)
 
     def scores(self) -> dict[str, dict[str, Scores]]:
         out: dict[str, dict[str, Scores]] = {}
@@ -88,6 +90,7 @@ class Evaluation:
                     **({"family": self.families[i]} if self.families else {}),
                     "measured_ms": float(m),
                     **{p: float(v[i]) for p, v in self.predicted.items()},
+                    **({"missing": self.missing[n]} if n in self.missing else {}),
                 }
                 for i, (n, s, m) in enumerate(zip(self.names, self.sets, self.measured, strict=True))
             ],
@@ -167,6 +170,7 @@ def evaluate(
 
     kept = [m for m in models if m.name in measured]
     flops, lut, ours = [], [], []
+    missing: dict[str, list[str]] = {}
     for model in kept:
         path = onnx_path(model)
         flops.append(a * model.macs + b)
@@ -179,13 +183,17 @@ def evaluate(
                     hint="see `hwlab tables show DEVICE/BACKEND/ops`; rerun with --retry-errors",
                 )
             lut.append(sum(op_ms[k] for k in keys))
-        ours.append(predictor.predict_onnx(path, allow_unknown=True).total_ms)
+        prediction = predictor.predict_onnx(path, allow_unknown=True)
+        ours.append(prediction.total_ms)
+        if prediction.missing:
+            missing[model.name] = sorted(set(prediction.missing))
     return Evaluation(
         [m.name for m in kept],
         ["spos" if m.family == "spos" else "families" for m in kept],
         np.array([measured[m.name] for m in kept]),
         {"flops-linear": np.array(flops), **({"lut-sum": np.array(lut)} if lut_sum else {}), "hwlab": np.array(ours)},
         [m.family for m in kept],
+        missing,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +236,9 @@ def fit_predictor(
     }
     save_predictor(folder, regressors, rules, meta)  # without overhead, to predict the calibration sums
     raw = Predictor(load_predictor(folder))
-    whole = [(m, measured[m.name]["median_ms"]) for m in calibration if m.name in measured]
-    if fitted.targets == "in-graph":  # the training models were measured whole too: their model-level part counts
-        trained = {r["key"]: r for r in LookupTable(Path(tables["training-models"]["path"])) if r.get("status") == "ok"}
-        whole += [(m, trained[m.name]["median_ms"]) for m in models if m.name in trained]
+    # Every model measured whole tells the model-level term: the calibration models, and the training models
+    # where they were measured whole too (in-graph).
+    whole = [(m, measured[m.name]["median_ms"]) for m in calibration if m.name in measured] + fitted.measured_whole
     sums, counts, times = [], [], []
     for model, ms_measured in whole:
         kernels = onnx_kernels(onnx_path(model), rules)
@@ -262,6 +261,7 @@ class _Fitted:
     rules: FusionRules
     tables: dict[str, dict[str, str]]
     targets: str  # "in-graph" or "standalone"
+    measured_whole: list[tuple[ZooModel, float]] = field(default_factory=list)  # training models timed whole (ms)
 
 
 def _fit_standalone(
@@ -342,7 +342,8 @@ def _fit_in_graph(
     if folder is not None:
         say(f"{len(alone)} kernels of op types the runtime always fused with a neighbour, measured alone")
         tables["kernels"] = _table_ref(folder)
-    return _Fitted(_fit_all([*data.rows, *alone], plan), rules, tables, "in-graph")
+    whole = [(m, rows[m.name]["median_ms"]) for m in models if m.name in rows]
+    return _Fitted(_fit_all([*data.rows, *alone], plan), rules, tables, "in-graph", whole)
 
 
 def _single_ops_alone(

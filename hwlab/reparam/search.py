@@ -252,13 +252,9 @@ def rep_search(
     deployed, deploy_net = deploy_winner(supernet, result.best.arch, data, request.scoring, out)
     files = write_record(out, request, result, latency.name, deployed)
     outcome = RepSearchOutcome(trained, result, deployed, files, notes=notes)
-    if request.validate:
-
-        def search_again(budget_ms: float) -> SearchResult:  # under the budget corrected by a measurement
-            return run(Constraints(latency_ms=budget_ms))
-
+    if request.validate:  # a winner over budget may need the search again, under the corrected budget
         outcome = _validated(request, supernet, data, latency.name, outcome, deploy_net, bars("validate"),
-                             search_again)  # fmt: skip
+                             lambda budget_ms: run(Constraints(latency_ms=budget_ms)))  # fmt: skip
     for note in outcome.notes:
         say(f"note: {note}")
     return outcome

@@ -215,6 +215,7 @@ def test_the_evaluation_scores_every_family_apart() -> None:
     result = Evaluation(
         ["s1", "m1", "r1", "r2"], ["spos", "families", "families", "families"], np.array([1.0, 2.0, 4.0, 8.0]),
         {"hwlab": np.array([1.0, 2.0, 4.2, 7.6])}, ["spos", "mobilenetv2", "reparamnet", "reparamnet"],
+        {"r2": ["dynconv"]},
     )  # fmt: skip
     by_family = result.family_scores()["hwlab"]
     assert list(by_family) == ["spos", "mobilenetv2", "reparamnet"]
@@ -224,6 +225,8 @@ def test_the_evaluation_scores_every_family_apart() -> None:
     report = result.to_json()
     assert report["family_scores"]["hwlab"]["reparamnet"]["rmspe"] == pytest.approx(0.05)  # type: ignore[index]
     assert [m["family"] for m in report["models"]] == result.families  # type: ignore[union-attr]
+    # A model predicted without a kernel type says so in the report; the others carry no entry.
+    assert [m.get("missing") for m in report["models"]] == [None, None, None, ["dynconv"]]  # type: ignore[union-attr]
     assert set(result.scores()["hwlab"]) == {"spos", "families"}  # the two sets the CLI prints, unchanged
 
 
